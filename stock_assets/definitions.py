@@ -1,0 +1,38 @@
+"""The code location: every definition under stock_assets/defs, wired to this environment.
+
+Resource keys are the same everywhere; which lake, warehouse and provider they reach is
+decided once, here, from the environment (stock_assets.settings).
+"""
+
+import dagster as dg
+
+import stock_assets.defs
+from stock_assets.lake.io_manager import LakeIOManager, LakeResource
+from stock_assets.providers.resource import ProviderResource
+from stock_assets.settings import Settings
+from stock_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResource
+
+
+def resources_for(settings: Settings) -> dict:
+    lake = LakeResource(url=settings.lake_url)
+    warehouse = WarehouseResource(url=settings.warehouse_url)
+    return {
+        "lake": lake,
+        "warehouse": warehouse,
+        "lake_io_manager": LakeIOManager(lake=lake),
+        "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse, lake=lake),
+        "provider": ProviderResource(
+            name=settings.provider,
+            symbols=list(settings.symbols),
+            interval=settings.interval,
+            synthetic_faults=list(settings.synthetic_faults),
+        ),
+    }
+
+
+# In process: a daily run must not pay a process spawn per step, and the embedded DuckDB
+# file takes one writer at a time.
+defs = dg.Definitions.merge(
+    dg.load_defs(stock_assets.defs),
+    dg.Definitions(resources=resources_for(Settings.from_env()), executor=dg.in_process_executor),
+)

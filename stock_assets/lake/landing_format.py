@@ -1,0 +1,52 @@
+"""The landing CSV: seed format `symbol,date,open,high,low,close,volume`, then our extras.
+
+Files other systems drop may carry the seed columns only; the reader fills the rest
+(daily bars stamped at the session's 00:00 America/New_York).
+"""
+
+import datetime as dt
+import io
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from stock_assets.schema import BAR_SCHEMA, conform
+
+NY = "America/New_York"
+SEED_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
+EXTRA_COLUMNS = ["interval", "ts", "adj_close", "vwap", "trades", "source", "ingested_at"]
+_TYPES = {f.name: f.type for f in BAR_SCHEMA} | {"date": pa.date32()}
+
+
+class LandingFormatError(ValueError):
+    pass
+
+
+def to_landing_csv(bars: pa.Table) -> bytes:
+    table = bars.rename_columns(["date" if c == "session" else c for c in bars.column_names])
+    buf = io.BytesIO()
+    pacsv.write_csv(table.select(SEED_COLUMNS + EXTRA_COLUMNS), buf, pacsv.WriteOptions(quoting_style="needed"))
+    return buf.getvalue()
+
+
+def from_landing_csv(body: bytes, *, source: str, ingested_at: dt.datetime, interval: str = "1d", name: str = "") -> pa.Table:
+    """Parse a landing or seed-format CSV into canonical bars; `name` goes into errors."""
+    try:
+        header = [c.strip().strip('"') for c in body.split(b"\n", 1)[0].decode().split(",")]
+        types = {c: _TYPES[c] for c in header if c in _TYPES}
+        table = pacsv.read_csv(io.BytesIO(body), convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as err:
+        raise LandingFormatError(f"{name or 'CSV'}: cannot parse: {err}") from err
+    missing = [c for c in SEED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise LandingFormatError(f"{name or 'CSV'}: missing seed-format columns {missing}")
+    n = table.num_rows
+    table = table.append_column("session", table["date"])
+    if "ts" not in table.column_names:
+        table = table.append_column("ts", pc.assume_timezone(pc.cast(table["date"], pa.timestamp("us")), timezone=NY))
+    defaults = {"interval": interval, "source": source, "ingested_at": ingested_at}
+    for column, value in defaults.items():
+        if column not in table.column_names:
+            table = table.append_column(column, pa.array([value] * n, _TYPES[column]))
+    return conform(table)

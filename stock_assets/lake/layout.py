@@ -1,0 +1,148 @@
+"""Where each layer lives in the lake, and how a window of sessions is written and read.
+
+    raw/<first>_<last>/<provider>__<interval>__<symbol>__<ingested>.<ext>   payloads as received
+    landing/<session>/<ingested>.csv                                        landing CSV by date
+    lake/<table>/session=<session>/part-0.parquet                           Hive-partitioned Parquet
+
+Writing a window replaces what the window held before (idempotent re-runs); every file
+is written atomically by LakeStorage.
+"""
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from stock_assets.lake.landing_format import from_landing_csv, to_landing_csv
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.providers.base import RawPayload
+from stock_assets.schema import BAR_SCHEMA, conform
+
+STAMP = "%Y%m%dT%H%M%S%fZ"
+SORT_COLUMNS = ("session", "symbol", "interval", "ts", "check_name", "ingested_at")
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime(STAMP)
+
+
+def parse_stamp(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, STAMP).replace(tzinfo=dt.timezone.utc)
+
+
+# --- raw ---------------------------------------------------------------------------------
+
+def raw_name(p: RawPayload) -> str:
+    return f"{p.provider}__{p.interval}__{p.symbol}__{stamp(p.ingested_at)}.{p.extension}"
+
+
+def write_raw(storage: LakeStorage, payloads: list[RawPayload], first: dt.date, last: dt.date) -> list[str]:
+    folder = f"raw/{first}_{last}"
+    written = [f"{folder}/{raw_name(p)}" for p in payloads]
+    for path, p in zip(written, payloads):
+        storage.write_bytes(path, p.body)
+    fetched = {(p.provider, p.interval) for p in payloads}
+    for old in set(storage.list_files(folder)) - set(written):
+        provider, interval, *_ = old.rsplit("/", 1)[1].split("__")
+        if (provider, interval) in fetched:
+            storage.delete(old)
+    return written
+
+
+def _payload_from_path(storage: LakeStorage, path: str, first: dt.date, last: dt.date) -> RawPayload:
+    name = path.rsplit("/", 1)[1]
+    provider, interval, symbol, rest = name.split("__")
+    moment, extension = rest.split(".", 1)
+    return RawPayload(provider, symbol, interval, first, last, parse_stamp(moment), extension, storage.read_bytes(path))
+
+
+def read_raw(storage: LakeStorage, first: dt.date, last: dt.date) -> list[RawPayload]:
+    """The payloads fetched for exactly this window, or else every window overlapping it."""
+    windows = [f"{first}_{last}"] if storage.list_files(f"raw/{first}_{last}") else [
+        w for w in storage.list_dirs("raw") if w.split("_")[0] <= str(last) and w.split("_")[1] >= str(first)
+    ]
+    payloads = []
+    for window in windows:
+        a, b = (dt.date.fromisoformat(x) for x in window.split("_"))
+        payloads += [_payload_from_path(storage, p, a, b) for p in storage.list_files(f"raw/{window}")]
+    return payloads
+
+
+# --- landing -----------------------------------------------------------------------------
+
+def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
+    """Rows per session, each sorted the same way so that equal data gives equal bytes."""
+    bars = bars.sort_by([(c, "ascending") for c in SORT_COLUMNS if c in bars.column_names])
+    days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else np.array([], int)
+    ends = np.r_[starts[1:], len(days)]
+    epoch = dt.date(1970, 1, 1)
+    return {epoch + dt.timedelta(days=int(days[s])): bars.slice(s, e - s) for s, e in zip(starts, ends)}
+
+
+def _replace_folder(storage: LakeStorage, folder: str, keep: str | None) -> None:
+    for old in storage.list_files(folder):
+        if old != keep:
+            storage.delete(old)
+
+
+def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> list[str]:
+    by_session = split_by_session(bars)
+    written = []
+    for session in sessions:
+        rows = by_session.get(session)
+        path = None
+        if rows is not None:
+            moment = max(rows["ingested_at"].to_pylist())
+            path = f"landing/{session}/{stamp(moment)}.csv"
+            storage.write_bytes(path, to_landing_csv(rows))
+            written.append(path)
+        _replace_folder(storage, f"landing/{session}", keep=path)
+    return written
+
+
+def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
+    tables = []
+    for session in sessions:
+        for path in storage.list_files(f"landing/{session}"):
+            name = path.rsplit("/", 1)[1].removesuffix(".csv")
+            moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.timezone.utc)
+            tables.append(from_landing_csv(storage.read_bytes(path), source="landing", ingested_at=moment, name=storage.uri(path)))
+    return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
+
+
+# --- Hive-partitioned Parquet --------------------------------------------------------------
+
+def session_path(prefix: str, session: dt.date) -> str:
+    return f"{prefix}/session={session}/part-0.parquet"
+
+
+def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
+    """One Parquet file per session of the window; the session lives in the path only."""
+    by_session = split_by_session(table)
+    written = []
+    for session in sessions:
+        path = session_path(prefix, session)
+        rows = by_session.get(session)
+        if rows is not None:
+            storage.write_parquet(path, rows.drop_columns(["session"]))
+            written.append(path)
+        _replace_folder(storage, f"{prefix}/session={session}", keep=path if rows is not None else None)
+    return written
+
+
+def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema = BAR_SCHEMA) -> pa.Table:
+    paths = [storage.path(session_path(prefix, s)) for s in sessions]
+    found = [i.path for i in storage.fs.get_file_info(paths) if i.type == pafs.FileType.File]
+    if not found:
+        return schema.empty_table()
+    dataset = ds.dataset(
+        found,
+        filesystem=storage.fs,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("session", pa.date32())]), flavor="hive"),
+        partition_base_dir=storage.path(prefix),
+    )
+    return conform(dataset.to_table(), schema)

@@ -1,0 +1,98 @@
+"""The lake's bytes: one small API over a local folder or an S3 prefix (pyarrow filesystems).
+
+Writes are atomic: locally a temporary file renamed into place, on S3 a single object
+upload that becomes visible only when complete. A reader never sees half a file.
+"""
+
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def filesystem_for(url: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, root path) for a local path or an s3://bucket/prefix URL."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        fs = pafs.S3FileSystem(
+            endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+        return fs, f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+    if parsed.scheme in ("", "file"):
+        root = Path(parsed.path if parsed.scheme else url).resolve()
+        return pafs.LocalFileSystem(), root.as_posix()
+    raise ValueError(f"unsupported lake URL {url!r}: use a local path or s3://bucket/prefix")
+
+
+@dataclass
+class LakeStorage:
+    url: str
+
+    @cached_property
+    def _fs_root(self) -> tuple[pafs.FileSystem, str]:
+        return filesystem_for(self.url)
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._fs_root[0]
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, relpath: str) -> str:
+        return f"{self._fs_root[1]}/{relpath}"
+
+    def uri(self, relpath: str) -> str:
+        """Where a person or another engine finds the object."""
+        return self.path(relpath) if self.is_local else f"s3://{self.path(relpath)}"
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        target = self.path(relpath)
+        if not self.is_local:
+            with self.fs.open_output_stream(target) as out:
+                out.write(data)
+            return
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, target)
+
+    def read_bytes(self, relpath: str) -> bytes:
+        with self.fs.open_input_stream(self.path(relpath)) as f:
+            return f.read()
+
+    def list_files(self, prefix: str, recursive: bool = True) -> list[str]:
+        """Relative paths of the finished files under `prefix`, sorted."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=recursive, allow_not_found=True)
+        root = len(self._fs_root[1]) + 1
+        return sorted(
+            info.path[root:]
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and ".tmp-" not in info.base_name
+        )
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the folders directly under `prefix`."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=False, allow_not_found=True)
+        return sorted(i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.Directory)
+
+    def delete(self, relpath: str) -> None:
+        self.fs.delete_file(self.path(relpath))
+
+    def write_parquet(self, relpath: str, table: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd", row_group_size=128 * 1024)
+        self.write_bytes(relpath, buf.getvalue())
+
+    def read_parquet(self, relpath: str) -> pa.Table:
+        return pq.read_table(self.path(relpath), filesystem=self.fs)

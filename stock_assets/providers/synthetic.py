@@ -1,0 +1,133 @@
+"""A deterministic, offline market: the same symbol and session always give the same bar.
+
+Each symbol is a geometric random walk whose daily shocks come from a generator seeded by
+the symbol's name and indexed by the session's position since EPOCH, so any range asked
+returns the bars of every other range that overlaps it. Prices are rounded to 4 decimals
+like a real feed, and OHLC are consistent by construction.
+"""
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from stock_assets.lake.landing_format import from_landing_csv
+from stock_assets.partitions import nyse_calendar
+from stock_assets.providers.base import RawPayload
+
+EPOCH = "1990-01-02"
+FAULTS = ("nulls", "zeros", "duplicates", "ohlc", "missing_symbol", "missing_session", "split_jump")
+CSV_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "adj_close", "vwap", "trades"]
+
+
+def _seed(symbol: str) -> int:
+    return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")
+
+
+def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
+    """Daily bars of `symbol` for `sessions` (NYSE sessions on or after EPOCH)."""
+    if not sessions:
+        return pd.DataFrame(columns=CSV_COLUMNS)
+    all_sessions = nyse_calendar(EPOCH).sessions
+    wanted = pd.DatetimeIndex(pd.to_datetime(sessions))
+    if wanted.min() < all_sessions[0]:
+        raise ValueError(f"synthetic data starts at {EPOCH}; asked for {wanted.min().date()}")
+    idx = all_sessions.get_indexer(wanted)
+    if (idx < 0).any():
+        raise ValueError(f"not NYSE sessions: {list(wanted[idx < 0].date)}")
+    n = idx.max() + 1
+    rng = np.random.default_rng(_seed(symbol))
+    p0, sigma, base_volume = 20 + 280 * rng.random(), 0.008 + 0.012 * rng.random(), 10 ** (6 + 1.5 * rng.random())
+    shocks = rng.standard_normal((n, 4))  # row i belongs to session i, whatever n is
+    log_close = np.log(p0) + np.cumsum(0.0002 + sigma * shocks[:, 0])
+    close = np.exp(log_close)
+    prev_close = np.concatenate([[p0], close[:-1]])
+    open_ = prev_close * np.exp(0.3 * sigma * shocks[:, 1])
+    high = np.maximum(open_, close) * np.exp(0.5 * sigma * np.abs(shocks[:, 2]))
+    low = np.minimum(open_, close) * np.exp(-0.5 * sigma * np.abs(shocks[:, 3]))
+    volume = base_volume * np.exp(0.3 * shocks[:, 0] ** 2 + 0.2 * shocks[:, 3])
+    o, h, l, c = (np.round(x[idx], 4) for x in (open_, high, low, close))
+    v = np.round(volume[idx]).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "date": wanted.strftime("%Y-%m-%d"),
+            "open": o,
+            "high": h,
+            "low": l,
+            "close": c,
+            "volume": v,
+            "adj_close": c,
+            "vwap": np.round((h + l + c) / 3, 4),
+            "trades": np.maximum(v // 120, 1),
+        }
+    )
+
+
+def inject_faults(frame: pd.DataFrame, faults: tuple[str, ...], symbols: list[str]) -> pd.DataFrame:
+    """Damage a clean frame on purpose. Each fault hits the first symbol on the last session
+    of the request (missing_* and split_jump say otherwise), so tests know the exact count."""
+    if frame.empty or not faults:
+        return frame
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown STOCK_ASSETS_SYNTHETIC_FAULTS {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    frame = frame.copy()
+    dates = sorted(frame["date"].unique())
+    target = (frame["symbol"] == symbols[0]) & (frame["date"] == dates[-1])
+    if "nulls" in faults:
+        frame["close"] = frame["close"].astype("Float64")
+        frame.loc[target, "close"] = pd.NA
+    if "zeros" in faults:
+        frame.loc[target, ["close", "volume"]] = 0
+    if "ohlc" in faults:
+        frame.loc[target, ["high", "low"]] = frame.loc[target, ["low", "high"]].to_numpy() * [0.9, 1.1]
+    if "split_jump" in faults:  # an unannounced 4:1 split from the middle session on
+        after = (frame["symbol"] == symbols[0]) & (frame["date"] >= dates[len(dates) // 2])
+        frame.loc[after, ["open", "high", "low", "close", "adj_close", "vwap"]] /= 4
+    if "missing_session" in faults and len(dates) > 1:
+        frame = frame[frame["date"] != dates[len(dates) // 2]]
+    if "missing_symbol" in faults and len(symbols) > 1:
+        frame = frame[frame["symbol"] != symbols[-1]]
+    if "duplicates" in faults:
+        frame = pd.concat([frame, frame[target]], ignore_index=True)
+    return frame
+
+
+@dataclass
+class SyntheticProvider:
+    """Offline provider: one CSV payload per symbol per request, labelled `synthetic`."""
+
+    faults: tuple[str, ...] = ()
+    name: str = "synthetic"
+
+    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> list[RawPayload]:
+        if interval != "1d":
+            raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
+        ingested_at = dt.datetime.now(dt.timezone.utc)
+        frame = pd.concat([synthetic_bars(s, sessions) for s in symbols], ignore_index=True)
+        frame = inject_faults(frame, self.faults, symbols)
+        payloads = []
+        for symbol in symbols:
+            rows = frame[frame["symbol"] == symbol]
+            if rows.empty:
+                continue  # a missing symbol sends nothing, like a provider that skipped it
+            payloads.append(
+                RawPayload(
+                    provider=self.name,
+                    symbol=symbol,
+                    interval=interval,
+                    first_session=sessions[0],
+                    last_session=sessions[-1],
+                    ingested_at=ingested_at,
+                    extension="csv",
+                    body=rows.to_csv(index=False, columns=CSV_COLUMNS).encode(),
+                )
+            )
+        return payloads
+
+    def parse(self, payload: RawPayload) -> pa.Table:
+        return from_landing_csv(payload.body, source=payload.provider, ingested_at=payload.ingested_at, name=f"synthetic {payload.symbol}")

@@ -1,0 +1,56 @@
+"""The canonical bar: the Arrow schema every stage after raw_prices speaks (DESIGN.md)."""
+
+import re
+
+import pyarrow as pa
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,14}$")
+
+# Every field is nullable in storage so that a bad bar can travel as far as the quality
+# checks, which decide (REQUIRED_COLUMNS) and report it; it never reaches the warehouse.
+BAR_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("session", pa.date32()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("interval", pa.string()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("adj_close", pa.float64()),
+        ("volume", pa.int64()),
+        ("vwap", pa.float64()),
+        ("trades", pa.int64()),
+        ("source", pa.string()),
+        ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+REQUIRED_COLUMNS = ("symbol", "session", "ts", "interval", "open", "high", "low", "close", "volume", "source", "ingested_at")
+KEY_COLUMNS = ("symbol", "interval", "ts")
+
+
+class InvalidSymbolError(ValueError):
+    pass
+
+
+def validate_symbol(symbol: str) -> str:
+    if not SYMBOL_PATTERN.match(symbol):
+        raise InvalidSymbolError(
+            f"invalid symbol {symbol!r}: expected upper-case letters, digits, '.' or '-', 1-15 characters"
+        )
+    return symbol
+
+
+def conform(table: pa.Table, schema: pa.Schema = BAR_SCHEMA) -> pa.Table:
+    """Select and cast `table` to `schema` in its column order; absent columns become nulls."""
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def empty_bars() -> pa.Table:
+    return BAR_SCHEMA.empty_table()

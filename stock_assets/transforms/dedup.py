@@ -1,0 +1,29 @@
+"""Deduplication: one bar per (symbol, interval, ts); the latest ingestion wins."""
+
+import duckdb
+import pyarrow as pa
+
+from stock_assets.schema import conform
+
+
+def dedupe_latest(bars: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("bars", bars)
+    # Ties on ingested_at (a payload repeating a row) keep the most complete copy.
+    result = con.sql(
+        """
+        SELECT * FROM bars
+        QUALIFY row_number() OVER (
+            PARTITION BY symbol, interval, ts
+            ORDER BY ingested_at DESC, close IS NULL, volume IS NULL, close DESC, volume DESC
+        ) = 1
+        """
+    ).to_arrow_table()
+    return conform(result, bars.schema)
+
+
+def distinct_keys(bars: pa.Table) -> int:
+    con = duckdb.connect()
+    con.register("bars", bars)
+    return con.execute("SELECT count(*) FROM (SELECT DISTINCT symbol, interval, ts FROM bars)").fetchall()[0][0]
