@@ -4,9 +4,10 @@ Resource keys are the same everywhere; which lake, warehouse and provider they r
 decided once, here, from the environment (stock_assets.settings).
 """
 
+from pathlib import Path
+
 import dagster as dg
 
-import stock_assets.defs
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.settings import Settings
@@ -30,9 +31,13 @@ def resources_for(settings: Settings) -> dict:
     }
 
 
-# In process: a daily run must not pay a process spawn per step, and the embedded DuckDB
-# file takes one writer at a time.
-defs = dg.Definitions.merge(
-    dg.load_defs(stock_assets.defs),
-    dg.Definitions(resources=resources_for(Settings.from_env()), executor=dg.in_process_executor),
-)
+def build_defs(settings: Settings) -> dg.Definitions:
+    # In process: a daily run must not pay a process spawn per step, and the embedded
+    # DuckDB file takes one writer at a time.
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        dg.Definitions(resources=resources_for(settings), executor=dg.in_process_executor),
+    )
+
+
+defs = build_defs(Settings.from_env())

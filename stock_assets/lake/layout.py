@@ -133,11 +133,12 @@ def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions:
     return written
 
 
-def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema = BAR_SCHEMA) -> pa.Table:
+def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA) -> pa.Table:
+    """The window's rows, with `session` restored from the path; `schema=None` keeps the file's."""
     paths = [storage.path(session_path(prefix, s)) for s in sessions]
     found = [i.path for i in storage.fs.get_file_info(paths) if i.type == pafs.FileType.File]
     if not found:
-        return schema.empty_table()
+        return (schema or pa.schema([("session", pa.date32())])).empty_table()
     dataset = ds.dataset(
         found,
         filesystem=storage.fs,
@@ -145,4 +146,4 @@ def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], sc
         partitioning=ds.partitioning(pa.schema([("session", pa.date32())]), flavor="hive"),
         partition_base_dir=storage.path(prefix),
     )
-    return conform(dataset.to_table(), schema)
+    return conform(dataset.to_table(), schema) if schema else dataset.to_table()

@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` and `make test` (README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
+export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
+SESSIONS ?= 20
+
+.PHONY: install run dev test bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m stock_assets.cli run --sessions $(SESSIONS)
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check stock_assets stock_assets_tests
+
+clean:
+	rm -rf $(STOCK_ASSETS_HOME)

@@ -1,0 +1,58 @@
+"""The commands a user types: `dagster asset materialize --partition-range` and `make run`'s
+entry point, each in a subprocess against a fresh STOCK_ASSETS_HOME and DAGSTER_HOME."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from stock_assets.partitions import sessions_between
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGSTER = Path(sys.executable).with_name("dagster")
+
+
+def environment(home: Path, **extra: str) -> dict:
+    (home / "dagster").mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOCK_ASSETS_", "DAGSTER_"))}
+    return env | {"STOCK_ASSETS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")} | extra
+
+
+def test_cli_backfill_of_250_sessions_is_one_run_and_idempotent(tmp_path):
+    sessions = sessions_between("2015-01-02", "2023-01-03", "2023-12-29")[:250]
+    first, last = sessions[0], sessions[-1]
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="AAPL,MSFT")
+    command = [str(DAGSTER), "asset", "materialize", "-m", "stock_assets.definitions", "--select", "*", "--partition-range", f"{first}...{last}"]
+    select = "SELECT * EXCLUDE (ingested_at) FROM prices ORDER BY symbol, session"
+
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), min(session), max(session) FROM prices").fetchall() == [(2 * 250, first, last)]
+        before = con.execute(select).fetchall()
+
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute(select).fetchall() == before
+
+    os.environ["DAGSTER_HOME"], saved = str(tmp_path / "dagster"), os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            assert instance.get_runs_count() == 2  # one run per backfill, not one per session
+    finally:
+        os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)
+
+
+def test_run_entry_point_prints_the_summary(tmp_path):
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="IBM")
+    out = subprocess.run([sys.executable, "-m", "stock_assets.cli", "run", "--sessions", "5"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    assert "stock_assets: succeeded" in out
+    assert "(5)" in out
+    assert re.search(r"redshift_table +5 rows", out)
+    assert re.search(r"prices_not_null +passed", out)
+    assert str(tmp_path / "warehouse.duckdb") in out
