@@ -26,7 +26,7 @@ class LandingFormatError(ValueError):
 def to_landing_csv(bars: pa.Table) -> bytes:
     table = bars.rename_columns(["date" if c == "session" else c for c in bars.column_names])
     buf = io.BytesIO()
-    pacsv.write_csv(table.select(SEED_COLUMNS + EXTRA_COLUMNS), buf, pacsv.WriteOptions(quoting_style="needed"))
+    pacsv.write_csv(table.select(SEED_COLUMNS + EXTRA_COLUMNS), buf, pacsv.WriteOptions(quoting_header="none"))
     return buf.getvalue()
 
 

@@ -7,6 +7,7 @@ upload that becomes visible only when complete. A reader never sees half a file.
 import io
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -56,16 +57,31 @@ class LakeStorage:
         return self.path(relpath) if self.is_local else f"s3://{self.path(relpath)}"
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
+        self.write_chunks(relpath, [data])
+
+    def write_chunks(self, relpath: str, chunks: Iterable[bytes]) -> None:
+        """Stream `chunks` into one object that appears only once all of them are written."""
         target = self.path(relpath)
         if not self.is_local:
-            with self.fs.open_output_stream(target) as out:
-                out.write(data)
+            out = self.fs.open_output_stream(target)  # S3 multipart upload: visible on close only
+            try:
+                for chunk in chunks:
+                    out.write(chunk)
+            except BaseException:
+                out.abort()
+                raise
+            out.close()
             return
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        self.fs.move(tmp, target)
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            self.fs.move(tmp, target)
+        except BaseException:
+            self.fs.delete_file(tmp)
+            raise
 
     def read_bytes(self, relpath: str) -> bytes:
         with self.fs.open_input_stream(self.path(relpath)) as f:

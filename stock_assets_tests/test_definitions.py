@@ -1,0 +1,43 @@
+"""The code location as Dagster sees it: the seven assets, their partitions and the gate."""
+
+import dagster as dg
+
+from stock_assets.definitions import defs
+from stock_assets.partitions import trading_sessions
+
+ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators"]
+
+
+def test_the_seven_assets_are_wired_as_designed():
+    graph = defs.resolve_asset_graph()
+    assert sorted(k.to_user_string() for k in graph.get_all_asset_keys()) == sorted(ASSETS)
+    parents = {k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys) for k in graph.get_all_asset_keys()}
+    assert parents == {
+        "raw_prices": [],
+        "landing_csv": ["raw_prices"],
+        "lake_parquet": ["landing_csv"],
+        "deduped_prices": ["lake_parquet"],
+        "dq_report": ["deduped_prices", "lake_parquet"],
+        "redshift_table": ["deduped_prices", "dq_report"],
+        "indicators": ["redshift_table"],
+    }
+
+
+def test_every_asset_is_session_partitioned_with_single_run_backfills():
+    for key in ASSETS:
+        asset = defs.resolve_assets_def(key)
+        assert asset.partitions_def == trading_sessions
+        assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+        assert asset.descriptions_by_key[dg.AssetKey(key)]
+
+
+def test_error_checks_gate_the_warehouse_and_warnings_do_not():
+    specs = {s.name: s.blocking for s in defs.resolve_assets_def("dq_report").check_specs}
+    assert specs == {
+        "prices_not_null": True,
+        "prices_positive": True,
+        "prices_ohlc_consistent": True,
+        "prices_unique_keys": True,
+        "deduped_rows_reconcile": True,
+        "volume_nonzero": False,
+    }

@@ -1,0 +1,103 @@
+"""The lake layout on a local folder: raw, landing CSV and Hive Parquet, written and read back.
+
+(The same functions run against a real S3 API in the S3 tests.)
+"""
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pytest
+
+from stock_assets.lake import layout
+from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, to_landing_csv
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.partitions import sessions_between
+from stock_assets.providers.synthetic import SyntheticProvider
+
+SESSIONS = sessions_between("2015-01-02", "2024-03-01", "2024-03-08")
+
+
+@pytest.fixture
+def lake(tmp_path) -> LakeStorage:
+    return LakeStorage(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def bars() -> pa.Table:
+    provider = SyntheticProvider()
+    return pa.concat_tables([provider.parse(p) for p in provider.fetch(["AAPL", "BRK.B"], SESSIONS, "1d")])
+
+
+def test_raw_payloads_round_trip_byte_for_byte(lake):
+    payloads = SyntheticProvider().fetch(["AAPL", "BRK.B"], SESSIONS, "1d")
+    layout.write_raw(lake, payloads, SESSIONS[0], SESSIONS[-1])
+    back = layout.read_raw(lake, SESSIONS[0], SESSIONS[-1])
+    assert [(p.symbol, p.body, p.ingested_at) for p in back] == [(p.symbol, p.body, p.ingested_at) for p in payloads]
+    # A sub-window finds the payloads of the window that covers it.
+    assert {p.symbol for p in layout.read_raw(lake, SESSIONS[2], SESSIONS[3])} == {"AAPL", "BRK.B"}
+    # A re-fetch replaces the window's payloads instead of piling up.
+    layout.write_raw(lake, SyntheticProvider().fetch(["AAPL", "BRK.B"], SESSIONS, "1d"), SESSIONS[0], SESSIONS[-1])
+    assert len(lake.list_files(f"raw/{SESSIONS[0]}_{SESSIONS[-1]}")) == 2
+
+
+def test_landing_csv_is_seed_format_and_round_trips_exactly(bars):
+    body = to_landing_csv(bars)
+    assert body.decode().splitlines()[0].startswith("symbol,date,open,high,low,close,volume,")
+    assert from_landing_csv(body, source="x", ingested_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)).equals(bars)
+
+
+def test_a_seed_only_csv_gets_daily_defaults():
+    body = b"symbol,date,open,high,low,close,volume\nKO,2012-08-13,40.1,40.5,39.9,40.2,1000\n"
+    moment = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    row = from_landing_csv(body, source="seed", ingested_at=moment).to_pylist()[0]
+    assert row["session"] == dt.date(2012, 8, 13)
+    assert row["ts"] == dt.datetime(2012, 8, 13, 4, tzinfo=dt.timezone.utc)  # 00:00 New York, summer time
+    assert (row["interval"], row["source"], row["ingested_at"], row["adj_close"]) == ("1d", "seed", moment, None)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"symbol,date,open\nKO,2012-08-13,1\n", "missing seed-format columns"),
+        (b"symbol,date,open,high,low,close,volume\nKO,not-a-date,1,1,1,1,1\n", "cannot parse"),
+    ],
+)
+def test_a_malformed_landing_file_is_a_named_error(body, message):
+    with pytest.raises(LandingFormatError, match=f"landing/2024-01-02/bad.csv: {message}"):
+        from_landing_csv(body, source="x", ingested_at=dt.datetime.now(dt.timezone.utc), name="landing/2024-01-02/bad.csv")
+
+
+def test_landing_by_date_prefix_replaces_its_window(lake, bars):
+    layout.write_landing(lake, bars, SESSIONS)
+    files = lake.list_files("landing")
+    assert [f.split("/")[1] for f in files] == [str(s) for s in SESSIONS]
+    assert layout.read_landing(lake, SESSIONS).sort_by([("session", "ascending"), ("symbol", "ascending")]).equals(
+        bars.sort_by([("session", "ascending"), ("symbol", "ascending")])
+    )
+    layout.write_landing(lake, bars.slice(0, 0), SESSIONS[:1])
+    assert lake.list_files(f"landing/{SESSIONS[0]}") == []
+
+
+def test_parquet_by_session_is_hive_layout_and_idempotent(lake, bars):
+    written = layout.write_sessions(lake, "lake/prices", bars, SESSIONS)
+    assert written == [f"lake/prices/session={s}/part-0.parquet" for s in SESSIONS]
+    first_bytes = [lake.read_bytes(p) for p in written]
+    layout.write_sessions(lake, "lake/prices", bars, SESSIONS)
+    assert [lake.read_bytes(p) for p in written] == first_bytes  # same data, same bytes
+    back = layout.read_sessions(lake, "lake/prices", SESSIONS)
+    assert back.num_rows == bars.num_rows and back.schema == bars.schema
+    assert "session" not in lake.read_parquet(written[0]).column_names  # it lives in the path
+    assert len(layout.read_sessions(lake, "lake/prices", SESSIONS[1:2])) == 2
+
+
+def test_an_interrupted_write_leaves_no_visible_file(lake):
+    def producer_dies_midway():
+        yield b"PAR1" + b"x" * 1_000_000
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        lake.write_chunks("lake/prices/session=2024-03-01/part-0.parquet", producer_dies_midway())
+    assert lake.list_files("lake") == []
+    everything = lake.fs.get_file_info(pafs.FileSelector(lake.path("lake"), recursive=True, allow_not_found=True))
+    assert [i.path for i in everything if i.type == pafs.FileType.File] == []  # no temp file left either
