@@ -6,7 +6,7 @@ export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
 SESSIONS ?= 20
 
-.PHONY: install run dev test bench lint clean
+.PHONY: install instance run dev test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -20,10 +20,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-run: install $(DAGSTER_HOME)/dagster.yaml
+instance: $(DAGSTER_HOME)/dagster.yaml
+
+run: install instance
 	$(BIN)/python -m stock_assets.cli run --sessions $(SESSIONS)
 
-dev: install $(DAGSTER_HOME)/dagster.yaml
+dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml
 
 test: install
