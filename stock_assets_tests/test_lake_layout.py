@@ -44,15 +44,15 @@ def test_raw_payloads_round_trip_byte_for_byte(lake):
 def test_landing_csv_is_seed_format_and_round_trips_exactly(bars):
     body = to_landing_csv(bars)
     assert body.decode().splitlines()[0].startswith("symbol,date,open,high,low,close,volume,")
-    assert from_landing_csv(body, source="x", ingested_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)).equals(bars)
+    assert from_landing_csv(body, source="x", ingested_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).equals(bars)
 
 
 def test_a_seed_only_csv_gets_daily_defaults():
     body = b"symbol,date,open,high,low,close,volume\nKO,2012-08-13,40.1,40.5,39.9,40.2,1000\n"
-    moment = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     row = from_landing_csv(body, source="seed", ingested_at=moment).to_pylist()[0]
     assert row["session"] == dt.date(2012, 8, 13)
-    assert row["ts"] == dt.datetime(2012, 8, 13, 4, tzinfo=dt.timezone.utc)  # 00:00 New York, summer time
+    assert row["ts"] == dt.datetime(2012, 8, 13, 4, tzinfo=dt.UTC)  # 00:00 New York, summer time
     assert (row["interval"], row["source"], row["ingested_at"], row["adj_close"]) == ("1d", "seed", moment, None)
 
 
@@ -65,7 +65,7 @@ def test_a_seed_only_csv_gets_daily_defaults():
 )
 def test_a_malformed_landing_file_is_a_named_error(body, message):
     with pytest.raises(LandingFormatError, match=f"landing/2024-01-02/bad.csv: {message}"):
-        from_landing_csv(body, source="x", ingested_at=dt.datetime.now(dt.timezone.utc), name="landing/2024-01-02/bad.csv")
+        from_landing_csv(body, source="x", ingested_at=dt.datetime.now(dt.UTC), name="landing/2024-01-02/bad.csv")
 
 
 def test_landing_by_date_prefix_replaces_its_window(lake, bars):

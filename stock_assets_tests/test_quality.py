@@ -10,7 +10,7 @@ from stock_assets.transforms.dedup import dedupe_latest
 from stock_assets.transforms.quality import RULES, evaluate, reconcile_dedup
 
 D1, D2 = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EARLY, LATE = dt.datetime(2024, 1, 3, 1, tzinfo=UTC), dt.datetime(2024, 1, 3, 2, tzinfo=UTC)
 
 

@@ -1,6 +1,5 @@
 """The warehouse on a real DuckDB file: window loads are transactional, idempotent and evolve."""
 
-import datetime as dt
 
 import pyarrow as pa
 import pytest

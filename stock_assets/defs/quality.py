@@ -36,7 +36,7 @@ def dq_report(context: dg.AssetExecutionContext, lake_parquet: pa.Table, deduped
     report = pa.concat_tables(
         [evaluate(RULES, deduped_prices, sessions, "deduped_prices"), reconcile_dedup(lake_parquet, deduped_prices, sessions, "deduped_prices")]
     )
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     report = report.set_column(8, "run_id", pa.array([context.run_id] * report.num_rows, pa.string()))
     report = report.set_column(9, "checked_at", pa.array([now] * report.num_rows, DQ_SCHEMA.field("checked_at").type))
     failed = report.filter(pc.invert(report["passed"]))

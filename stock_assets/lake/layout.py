@@ -25,11 +25,11 @@ SORT_COLUMNS = ("session", "symbol", "interval", "ts", "check_name", "ingested_a
 
 
 def stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime(STAMP)
+    return moment.astimezone(dt.UTC).strftime(STAMP)
 
 
 def parse_stamp(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, STAMP).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(text, STAMP).replace(tzinfo=dt.UTC)
 
 
 # --- raw ---------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
     for session in sessions:
         for path in storage.list_files(f"landing/{session}"):
             name = path.rsplit("/", 1)[1].removesuffix(".csv")
-            moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.timezone.utc)
+            moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
             tables.append(from_landing_csv(storage.read_bytes(path), source="landing", ingested_at=moment, name=storage.uri(path)))
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 

@@ -107,7 +107,7 @@ class SyntheticProvider:
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> list[RawPayload]:
         if interval != "1d":
             raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
-        ingested_at = dt.datetime.now(dt.timezone.utc)
+        ingested_at = dt.datetime.now(dt.UTC)
         frame = pd.concat([synthetic_bars(s, sessions) for s in symbols], ignore_index=True)
         frame = inject_faults(frame, self.faults, symbols)
         payloads = []
