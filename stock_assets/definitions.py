@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
-from stock_assets.providers.resource import ProviderResource
+from stock_assets.providers.resource import provider_resource
 from stock_assets.settings import Settings
 from stock_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResource
 
@@ -22,12 +22,7 @@ def resources_for(settings: Settings) -> dict:
         "warehouse": warehouse,
         "lake_io_manager": LakeIOManager(lake=lake),
         "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse, lake=lake),
-        "provider": ProviderResource(
-            name=settings.provider,
-            symbols=list(settings.symbols),
-            interval=settings.interval,
-            synthetic_faults=list(settings.synthetic_faults),
-        ),
+        "provider": provider_resource(settings),
     }
 
 

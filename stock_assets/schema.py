@@ -24,6 +24,9 @@ BAR_SCHEMA = pa.schema(
         ("trades", pa.int64()),
         ("source", pa.string()),
         ("ingested_at", pa.timestamp("us", tz="UTC")),
+        # Beyond DESIGN.md's bar: what adjusted feeds send, so that a split can be told from a crash.
+        ("dividend", pa.float64()),
+        ("split_coefficient", pa.float64()),
     ]
 )
 

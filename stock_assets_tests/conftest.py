@@ -39,3 +39,16 @@ def instance():
 
 def defs_for(settings: Settings) -> dg.Definitions:
     return build_defs(settings)
+
+
+@pytest.fixture
+def fake_api():
+    from stock_assets_tests.fake_api import FakeApi
+
+    api = FakeApi()
+    yield api
+    api.close()
+
+
+def fixture_bytes(relpath: str) -> bytes:
+    return (FIXTURES / relpath).read_bytes()

@@ -40,4 +40,5 @@ def test_error_checks_gate_the_warehouse_and_warnings_do_not():
         "prices_unique_keys": True,
         "deduped_rows_reconcile": True,
         "volume_nonzero": False,
+        "prices_complete": False,
     }

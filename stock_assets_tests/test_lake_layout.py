@@ -13,7 +13,7 @@ from stock_assets.lake import layout
 from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, to_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
-from stock_assets.providers.synthetic import SyntheticProvider
+from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic
 
 SESSIONS = sessions_between("2015-01-02", "2024-03-01", "2024-03-08")
 
@@ -26,18 +26,18 @@ def lake(tmp_path) -> LakeStorage:
 @pytest.fixture
 def bars() -> pa.Table:
     provider = SyntheticProvider()
-    return pa.concat_tables([provider.parse(p) for p in provider.fetch(["AAPL", "BRK.B"], SESSIONS, "1d")])
+    return pa.concat_tables([parse_synthetic(p) for p in provider.fetch(["AAPL", "BRK.B"], SESSIONS, "1d").payloads])
 
 
 def test_raw_payloads_round_trip_byte_for_byte(lake):
-    payloads = SyntheticProvider().fetch(["AAPL", "BRK.B"], SESSIONS, "1d")
+    payloads = SyntheticProvider().fetch(["AAPL", "BRK.B"], SESSIONS, "1d").payloads
     layout.write_raw(lake, payloads, SESSIONS[0], SESSIONS[-1])
     back = layout.read_raw(lake, SESSIONS[0], SESSIONS[-1])
     assert [(p.symbol, p.body, p.ingested_at) for p in back] == [(p.symbol, p.body, p.ingested_at) for p in payloads]
     # A sub-window finds the payloads of the window that covers it.
     assert {p.symbol for p in layout.read_raw(lake, SESSIONS[2], SESSIONS[3])} == {"AAPL", "BRK.B"}
     # A re-fetch replaces the window's payloads instead of piling up.
-    layout.write_raw(lake, SyntheticProvider().fetch(["AAPL", "BRK.B"], SESSIONS, "1d"), SESSIONS[0], SESSIONS[-1])
+    layout.write_raw(lake, SyntheticProvider().fetch(["AAPL", "BRK.B"], SESSIONS, "1d").payloads, SESSIONS[0], SESSIONS[-1])
     assert len(lake.list_files(f"raw/{SESSIONS[0]}_{SESSIONS[-1]}")) == 2
 
 

@@ -8,15 +8,15 @@ import pyarrow.compute as pc
 import pytest
 
 from stock_assets.partitions import sessions_between
-from stock_assets.providers.synthetic import SyntheticProvider, synthetic_bars
+from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic, synthetic_bars
 
 START = "2015-01-02"
 
 
 def bars(provider: SyntheticProvider, symbols, first, last):
     sessions = sessions_between(START, first, last)
-    payloads = provider.fetch(list(symbols), sessions, "1d")
-    return pa.concat_tables([provider.parse(p) for p in payloads]), payloads
+    payloads = provider.fetch(list(symbols), sessions, "1d").payloads
+    return pa.concat_tables([parse_synthetic(p) for p in payloads]), payloads
 
 
 def test_same_symbol_and_session_give_the_same_bar_whatever_the_range():

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from stock_assets.partitions import sessions_between
-from stock_assets.providers.synthetic import SyntheticProvider
+from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic
 from stock_assets.warehouse.warehouse import WarehouseLoadError, warehouse_for_url
 
 JAN = sessions_between("2015-01-02", "2024-01-02", "2024-01-31")
@@ -14,7 +14,7 @@ FEB = sessions_between("2015-01-02", "2024-02-01", "2024-02-09")
 
 def bars(sessions) -> pa.Table:
     provider = SyntheticProvider()
-    return pa.concat_tables([provider.parse(p) for p in provider.fetch(["AAPL", "MSFT"], sessions, "1d")])
+    return pa.concat_tables([parse_synthetic(p) for p in provider.fetch(["AAPL", "MSFT"], sessions, "1d").payloads])
 
 
 @pytest.fixture
@@ -53,9 +53,9 @@ def test_a_failed_load_rolls_back_and_names_the_window(warehouse):
 def test_a_new_nullable_column_is_added_without_losing_rows(warehouse):
     warehouse.replace_window("prices", bars(JAN), JAN[0], JAN[-1])
     wider = bars(FEB)
-    wider = wider.append_column("split_coefficient", pa.array([1.0] * wider.num_rows))
+    wider = wider.append_column("exchange", pa.array(["XNYS"] * wider.num_rows))
     warehouse.replace_window("prices", wider, FEB[0], FEB[-1])
-    result = warehouse.query("SELECT count(*) AS n, count(split_coefficient) AS filled FROM prices")
+    result = warehouse.query("SELECT count(*) AS n, count(exchange) AS filled FROM prices")
     assert result.to_pylist() == [{"n": 56, "filled": 14}]
 
 

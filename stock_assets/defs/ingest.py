@@ -5,9 +5,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
+from stock_assets.lake import layout
+from stock_assets.lake.io_manager import LakeResource
+from stock_assets.lake.landing_format import LandingFormatError
 from stock_assets.providers.base import RawPayload
-from stock_assets.providers.resource import ProviderResource, provider_named
+from stock_assets.providers.errors import ProviderError
+from stock_assets.providers.registry import parse_payload
+from stock_assets.providers.resource import ProviderResource
 from stock_assets.schema import BAR_SCHEMA
+
+
+class RawPricesConfig(dg.Config):
+    refetch: bool = False  # fetch every symbol again, even those this window already holds
+
+
+def _failures_md(failures: dict[str, str]) -> dg.MetadataValue:
+    rows = "\n".join(f"| {symbol} | {why.replace('|', '/')} |" for symbol, why in failures.items())
+    return dg.MetadataValue.md(f"| symbol | why |\n|---|---|\n{rows}" if failures else "none")
 
 
 @dg.asset(
@@ -17,19 +31,37 @@ from stock_assets.schema import BAR_SCHEMA
     group_name="ingest",
     kinds={"python"},
 )
-def raw_prices(context: dg.AssetExecutionContext, provider: ProviderResource) -> dg.Output[list[RawPayload]]:
-    """Provider payloads for the window, byte-for-byte as received (bronze): one per request."""
+def raw_prices(
+    context: dg.AssetExecutionContext, config: RawPricesConfig, provider: ProviderResource, lake: LakeResource
+) -> dg.Output[list[RawPayload]]:
+    """Provider payloads for the window, byte-for-byte as received (bronze): one per response.
+
+    A re-run fetches only the symbols this window lacks (quota is precious), unless `refetch`.
+    """
     sessions = window_sessions(context)
-    payloads = provider.client().fetch(provider.symbols, sessions, provider.interval)
-    fetched = {p.symbol for p in payloads}
+    client = provider.client()
+    kept: list[RawPayload] = []
+    if client.reuse_fetched and not config.refetch:
+        stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)
+        kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols]
+    have = {p.symbol for p in kept}
+    result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
+    for symbol, why in result.failures.items():
+        context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {symbol} not fetched: {why}")
+    payloads = kept + result.payloads
+    if not payloads and result.failures:
+        raise dg.Failure(f"no symbol could be fetched for {sessions[0]}..{sessions[-1]}", metadata={"failures": _failures_md(result.failures)})
     return dg.Output(
         payloads,
         metadata={
             "provider": provider.name,
             "synthetic": provider.name == "synthetic",
             "payloads": len(payloads),
+            "requests": len(result.payloads),
+            "reused_symbols": len(have),
             "bytes": sum(len(p.body) for p in payloads),
-            "symbols_missing": ", ".join(s for s in provider.symbols if s not in fetched) or "none",
+            "failed_symbols": len(result.failures),
+            "failures": _failures_md(result.failures),
             "window": f"{sessions[0]}..{sessions[-1]}",
         },
     )
@@ -45,8 +77,14 @@ def raw_prices(context: dg.AssetExecutionContext, provider: ProviderResource) ->
 def landing_csv(context: dg.AssetExecutionContext, raw_prices: list[RawPayload]) -> dg.Output[pa.Table]:
     """Normalized bars as seed-format CSV, one file per session and ingestion under landing/<date>/."""
     sessions = window_sessions(context)
-    parsed = [provider_named(p.provider).parse(p) for p in raw_prices]
+    parsed, unreadable = [], {}
+    for payload in raw_prices:
+        try:
+            parsed.append(parse_payload(payload))
+        except (ProviderError, LandingFormatError) as err:  # keep the rest; the payload stays in raw/
+            unreadable[f"{payload.symbol} part {payload.part}"] = str(err)
+            context.log.error(f"landing_csv: cannot parse {payload.provider} payload for {payload.symbol}: {err}")
     bars = pa.concat_tables(parsed) if parsed else BAR_SCHEMA.empty_table()
     in_window = pc.and_(pc.greater_equal(bars["session"], sessions[0]), pc.less_equal(bars["session"], sessions[-1]))
     bars = bars.filter(in_window)
-    return dg.Output(bars, metadata=table_metadata(bars, sessions))
+    return dg.Output(bars, metadata=table_metadata(bars, sessions) | {"unparsed_payloads": _failures_md(unreadable)})

@@ -13,10 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.defs.common import SESSION_PARTITIONED, window_sessions
-from stock_assets.transforms.quality import DQ_SCHEMA, RULES, evaluate, reconcile_dedup
+from stock_assets.providers.resource import ProviderResource
+from stock_assets.transforms.quality import DQ_SCHEMA, RULES, completeness, evaluate, reconcile_dedup
 
-RECONCILE = ("deduped_rows_reconcile", "Deduped rows equal the lake's distinct keys, per session.", "ERROR")
-CHECKS = [(r.name, r.description, r.severity) for r in RULES] + [RECONCILE]
+CHECKS = [(r.name, r.description, r.severity) for r in RULES] + [
+    ("deduped_rows_reconcile", "Deduped rows equal the lake's distinct keys, per session.", "ERROR"),
+    ("prices_complete", "Every symbol of the universe has a bar in every session of the window.", "WARN"),
+]
 
 
 @dg.asset(
@@ -30,11 +33,15 @@ CHECKS = [(r.name, r.description, r.severity) for r in RULES] + [RECONCILE]
         for name, text, severity in CHECKS
     ],
 )
-def dq_report(context: dg.AssetExecutionContext, lake_parquet: pa.Table, deduped_prices: pa.Table):
+def dq_report(context: dg.AssetExecutionContext, provider: ProviderResource, lake_parquet: pa.Table, deduped_prices: pa.Table):
     """One row per (session, check): passed, severity, failing-row count, sample of failing keys."""
     sessions = window_sessions(context)
     report = pa.concat_tables(
-        [evaluate(RULES, deduped_prices, sessions, "deduped_prices"), reconcile_dedup(lake_parquet, deduped_prices, sessions, "deduped_prices")]
+        [
+            evaluate(RULES, deduped_prices, sessions, "deduped_prices"),
+            reconcile_dedup(lake_parquet, deduped_prices, sessions, "deduped_prices"),
+            completeness(deduped_prices, sessions, provider.symbols, "deduped_prices"),
+        ]
     )
     now = dt.datetime.now(dt.UTC)
     report = report.set_column(8, "run_id", pa.array([context.run_id] * report.num_rows, pa.string()))

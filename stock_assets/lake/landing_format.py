@@ -15,7 +15,7 @@ from stock_assets.schema import BAR_SCHEMA, conform
 
 NY = "America/New_York"
 SEED_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
-EXTRA_COLUMNS = ["interval", "ts", "adj_close", "vwap", "trades", "source", "ingested_at"]
+EXTRA_COLUMNS = ["interval", "ts", "adj_close", "vwap", "trades", "source", "ingested_at", "dividend", "split_coefficient"]
 _TYPES = {f.name: f.type for f in BAR_SCHEMA} | {"date": pa.date32()}
 
 

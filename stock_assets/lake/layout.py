@@ -35,7 +35,7 @@ def parse_stamp(text: str) -> dt.datetime:
 # --- raw ---------------------------------------------------------------------------------
 
 def raw_name(p: RawPayload) -> str:
-    return f"{p.provider}__{p.interval}__{p.symbol}__{stamp(p.ingested_at)}.{p.extension}"
+    return f"{p.provider}__{p.interval}__{p.symbol}__{stamp(p.ingested_at)}__{p.part}.{p.extension}"
 
 
 def write_raw(storage: LakeStorage, payloads: list[RawPayload], first: dt.date, last: dt.date) -> list[str]:
@@ -53,14 +53,15 @@ def write_raw(storage: LakeStorage, payloads: list[RawPayload], first: dt.date, 
 
 def _payload_from_path(storage: LakeStorage, path: str, first: dt.date, last: dt.date) -> RawPayload:
     name = path.rsplit("/", 1)[1]
-    provider, interval, symbol, rest = name.split("__")
-    moment, extension = rest.split(".", 1)
-    return RawPayload(provider, symbol, interval, first, last, parse_stamp(moment), extension, storage.read_bytes(path))
+    provider, interval, symbol, moment, rest = name.split("__")
+    part, extension = rest.split(".", 1)
+    return RawPayload(provider, symbol, interval, first, last, parse_stamp(moment), extension, storage.read_bytes(path), int(part))
 
 
-def read_raw(storage: LakeStorage, first: dt.date, last: dt.date) -> list[RawPayload]:
-    """The payloads fetched for exactly this window, or else every window overlapping it."""
-    windows = [f"{first}_{last}"] if storage.list_files(f"raw/{first}_{last}") else [
+def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = False) -> list[RawPayload]:
+    """The payloads fetched for exactly this window, or else (unless `exact`) every window
+    overlapping it: a sub-range re-parses what a larger backfill fetched."""
+    windows = [f"{first}_{last}"] if exact or storage.list_files(f"raw/{first}_{last}") else [
         w for w in storage.list_dirs("raw") if w.split("_")[0] <= str(last) and w.split("_")[1] >= str(first)
     ]
     payloads = []

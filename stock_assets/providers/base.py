@@ -1,10 +1,9 @@
 """What every provider hands the pipeline: raw payloads, kept byte-for-byte, and a parser."""
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -19,15 +18,24 @@ class RawPayload:
     ingested_at: dt.datetime  # UTC
     extension: str  # "csv" or "json": how `body` is encoded
     body: bytes
+    part: int = 0  # the n-th response of one symbol's fetch (pages, months)
+
+
+@dataclass
+class FetchResult:
+    """What a fetch brought back, and which symbols it could not get, with why."""
+
+    payloads: list[RawPayload] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 class Provider(Protocol):
     name: str
 
-    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> list[RawPayload]:
-        """Fetch bars for every symbol over the sessions; one payload per request made."""
-        ...
+    # False where fetching is free (synthetic): a re-run fetches everything again.
+    reuse_fetched: bool
 
-    def parse(self, payload: RawPayload) -> pa.Table:
-        """Turn one payload into canonical bars (stock_assets.schema.BAR_SCHEMA)."""
+    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
+        """Fetch bars for every symbol over the sessions; one payload per response received.
+        A symbol that fails is named in `failures` and does not stop the others."""
         ...

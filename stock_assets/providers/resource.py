@@ -1,22 +1,62 @@
-"""The provider resource: which market-data source the run fetches from (STOCK_ASSETS_PROVIDER)."""
+"""The provider resource: which market-data source a run fetches from, and how politely."""
 
 import dagster as dg
 
+from stock_assets.providers.alphavantage import AlphaVantageProvider
 from stock_assets.providers.base import Provider
+from stock_assets.providers.http import HttpClient, shared_limiter
+from stock_assets.providers.polygon import PolygonProvider
 from stock_assets.providers.synthetic import SyntheticProvider
-
-
-def provider_named(name: str, faults: tuple[str, ...] = ()) -> Provider:
-    if name == "synthetic":
-        return SyntheticProvider(faults=faults)
-    raise ValueError(f"unknown provider {name!r}: STOCK_ASSETS_PROVIDER must be 'synthetic'")
+from stock_assets.settings import Settings
 
 
 class ProviderResource(dg.ConfigurableResource):
+    """STOCK_ASSETS_PROVIDER and its settings; `api_key` arrives as an EnvVar, never as text."""
+
     name: str = "synthetic"
     symbols: list[str]
     interval: str = "1d"
     synthetic_faults: list[str] = []
+    api_key: str | None = None
+    base_url: str = ""
+    requests_per_minute: float = 5
+    requests_per_day: int | None = None
+    retries: int = 4
+    backoff_seconds: float = 2.0
+    adjusted: bool = False
+    datatype: str = "json"
 
     def client(self) -> Provider:
-        return provider_named(self.name, tuple(self.synthetic_faults))
+        if self.name == "synthetic":
+            return SyntheticProvider(faults=tuple(self.synthetic_faults))
+        if not self.api_key:
+            raise ValueError(f"{self.name}: set {self.name.upper()}_API_KEY in the environment")
+        http = HttpClient(
+            provider=self.name,
+            limiter=shared_limiter(self.name, self.requests_per_minute, self.requests_per_day),
+            secret=self.api_key,
+            retries=self.retries,
+            backoff_seconds=self.backoff_seconds,
+        )
+        if self.name == "alphavantage":
+            return AlphaVantageProvider(http, self.api_key, self.base_url, self.adjusted, self.datatype)
+        http.headers = {"Authorization": f"Bearer {self.api_key}"}
+        return PolygonProvider(http, self.base_url)
+
+
+def provider_resource(settings: Settings) -> ProviderResource:
+    key_var = {"alphavantage": "ALPHAVANTAGE_API_KEY", "polygon": "POLYGON_API_KEY"}.get(settings.provider)
+    return ProviderResource(
+        name=settings.provider,
+        symbols=list(settings.symbols),
+        interval=settings.interval,
+        synthetic_faults=list(settings.synthetic_faults),
+        api_key=dg.EnvVar(key_var) if key_var else None,
+        base_url=settings.provider_base_url,
+        requests_per_minute=settings.requests_per_minute or 5,
+        requests_per_day=settings.requests_per_day,
+        retries=settings.http_retries,
+        backoff_seconds=settings.http_backoff_seconds,
+        adjusted=settings.alphavantage_adjusted,
+        datatype=settings.alphavantage_datatype,
+    )

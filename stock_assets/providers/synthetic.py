@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from stock_assets.lake.landing_format import from_landing_csv
 from stock_assets.partitions import nyse_calendar
-from stock_assets.providers.base import RawPayload
+from stock_assets.providers.base import FetchResult, RawPayload
 
 EPOCH = "1990-01-02"
 FAULTS = ("nulls", "zeros", "duplicates", "ohlc", "missing_symbol", "missing_session", "split_jump")
@@ -103,19 +103,21 @@ class SyntheticProvider:
 
     faults: tuple[str, ...] = ()
     name: str = "synthetic"
+    reuse_fetched: bool = False  # fetching is free and deterministic
 
-    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> list[RawPayload]:
+    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
         if interval != "1d":
             raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
         ingested_at = dt.datetime.now(dt.UTC)
         frame = pd.concat([synthetic_bars(s, sessions) for s in symbols], ignore_index=True)
         frame = inject_faults(frame, self.faults, symbols)
-        payloads = []
+        result = FetchResult()
         for symbol in symbols:
             rows = frame[frame["symbol"] == symbol]
-            if rows.empty:
-                continue  # a missing symbol sends nothing, like a provider that skipped it
-            payloads.append(
+            if rows.empty:  # like a provider that answers with no bars
+                result.failures[symbol] = "no bars returned (synthetic fault missing_symbol)"
+                continue
+            result.payloads.append(
                 RawPayload(
                     provider=self.name,
                     symbol=symbol,
@@ -127,7 +129,8 @@ class SyntheticProvider:
                     body=rows.to_csv(index=False, columns=CSV_COLUMNS).encode(),
                 )
             )
-        return payloads
+        return result
 
-    def parse(self, payload: RawPayload) -> pa.Table:
-        return from_landing_csv(payload.body, source=payload.provider, ingested_at=payload.ingested_at, name=f"synthetic {payload.symbol}")
+
+def parse_synthetic(payload: RawPayload) -> pa.Table:
+    return from_landing_csv(payload.body, source=payload.provider, ingested_at=payload.ingested_at, name=f"synthetic {payload.symbol}")

@@ -141,3 +141,28 @@ def reconcile_dedup(lake: pa.Table, deduped: pa.Table, sessions: list[dt.date], 
         },
         schema=DQ_SCHEMA,
     )
+
+
+def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], asset: str) -> pa.Table:
+    """Per session, the symbols of the universe with no bar at all (WARN: a listing can pause)."""
+    con = duckdb.connect()
+    con.register("bars", bars.select(["session", "symbol"]))
+    present = con.sql("SELECT session, list(DISTINCT symbol) FROM bars GROUP BY session").fetchall()
+    have = {session: set(found) for session, found in present}
+    missing = [sorted(set(symbols) - have.get(s, set())) for s in sessions]
+    n = len(sessions)
+    return pa.table(
+        {
+            "session": sessions,
+            "check_name": ["prices_complete"] * n,
+            "asset": [asset] * n,
+            "passed": [not m for m in missing],
+            "severity": ["WARN"] * n,
+            "observed": [float(len(m)) for m in missing],
+            "threshold": [0.0] * n,
+            "sample": [", ".join(f"{sym}@{s}" for sym in m[:SAMPLE_SIZE]) for s, m in zip(sessions, missing)],
+            "run_id": [None] * n,
+            "checked_at": [None] * n,
+        },
+        schema=DQ_SCHEMA,
+    )

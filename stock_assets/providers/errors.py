@@ -1,0 +1,54 @@
+"""Why a provider response is not data. The class says what the caller should do about it.
+
+Every message reads "<provider> <symbol>: <detail>" and never carries an API key: details
+quoted from a provider body or URL go through `redact` first.
+"""
+
+import re
+
+_KEY_PATTERN = re.compile(r"(?i)(api_?key[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+")
+_MAX_DETAIL = 300
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like `apikey=…` / `apiKey: …`, and cap the length."""
+    text = _KEY_PATTERN.sub(r"\1***", text)
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+
+class ProviderError(Exception):
+    """Base class: the response is not usable data. `retryable` tells the caller whether to try again."""
+
+    retryable = False
+
+    def __init__(self, provider: str, symbol: str, detail: str):
+        self.provider, self.symbol, self.detail = provider, symbol, redact(detail)
+        super().__init__(f"{provider} {symbol}: {self.detail}")
+
+
+class ThrottledError(ProviderError):
+    """Rate limited (Alpha Vantage `Note`/rate-limit `Information`, HTTP 429): retry later."""
+
+    retryable = True
+
+
+class BadSymbolError(ProviderError):
+    """Invalid call or unknown symbol (Alpha Vantage `Error Message`): permanent."""
+
+
+class BadKeyError(ProviderError):
+    """API key missing or invalid (Polygon `API Key was not provided`, HTTP 401/403): permanent."""
+
+
+class PremiumEndpointError(ProviderError):
+    """The plan or the demo key does not cover this request (Polygon `NOT_AUTHORIZED`): permanent."""
+
+
+class MalformedPayloadError(ProviderError):
+    """Truncated or unparseable body, or a shape we do not know: permanent for this payload."""
+
+
+class EmptyResultError(ProviderError):
+    """Polygon `results` missing/null: intermittent for active symbols, so retry before concluding."""
+
+    retryable = True
