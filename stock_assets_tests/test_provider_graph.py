@@ -60,7 +60,7 @@ def test_alphavantage_window_lands_with_exact_values_and_partial_failure_repairs
     ]
     got = prices(settings, "MSFT")
     assert [row[:6] for row in got] == expected and len(got) == 20
-    assert got[0][6] == dt.datetime(2019, 6, 3, 4, tzinfo=dt.timezone.utc)  # 00:00 New York
+    assert got[0][6] == dt.datetime(2019, 6, 3, 4, tzinfo=dt.UTC)  # 00:00 New York
     assert prices(settings, "IBM") == []
 
     raw = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw_prices")
@@ -87,9 +87,9 @@ def test_polygon_window_lands_with_exact_values(http_settings, fake_api, instanc
     assert result.success
     bars = json.loads(POLYGON_AAPL)["results"]
     expected = sorted(
-        (dt.datetime.fromtimestamp(b["t"] / 1000, dt.timezone.utc), b["o"], b["h"], b["l"], b["c"], int(b["v"]))
+        (dt.datetime.fromtimestamp(b["t"] / 1000, dt.UTC), b["o"], b["h"], b["l"], b["c"], int(b["v"]))
         for b in bars
-        if b["t"] < dt.datetime(2023, 1, 7, tzinfo=dt.timezone.utc).timestamp() * 1000
+        if b["t"] < dt.datetime(2023, 1, 7, tzinfo=dt.UTC).timestamp() * 1000
     )
     got = prices(settings, "AAPL")
     assert [(r[6], *r[1:6]) for r in got] == expected and len(got) == 4

@@ -128,7 +128,7 @@ POLYGON_AAPL = fixture_bytes("polygon/aggs_range_AAPL_1day_2023-01-01_2023-01-10
 def polygon_pages(api) -> tuple[bytes, bytes]:
     """The recorded 6-bar response split into two pages joined by next_url, as Polygon pages."""
     doc = json.loads(POLYGON_AAPL)
-    first = doc | {"results": doc["results"][:4], "resultsCount": 4, "next_url": f"https://api.polygon.io/v2/aggs/ticker/AAPL/range/1/day/1673240400000/2023-01-10?cursor=abc"}
+    first = doc | {"results": doc["results"][:4], "resultsCount": 4, "next_url": "https://api.polygon.io/v2/aggs/ticker/AAPL/range/1/day/1673240400000/2023-01-10?cursor=abc"}
     second = doc | {"results": doc["results"][4:], "resultsCount": 2}
     return json.dumps(first).encode(), json.dumps(second).encode()
 

@@ -71,6 +71,6 @@ class AlphaVantageProvider:
                 symbol=symbol,
                 check=lambda b: check_alphavantage_body(b, self.datatype, symbol),
             )
-            moment = dt.datetime.now(dt.timezone.utc)
+            moment = dt.datetime.now(dt.UTC)
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, self.datatype, body, part))
         return payloads

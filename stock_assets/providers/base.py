@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
-
 @dataclass(frozen=True)
 class RawPayload:
     """One provider response, exactly as received, with what was asked for."""

@@ -59,7 +59,7 @@ class RateLimiter:
     def acquire(self, provider: str, symbol: str) -> float:
         """Block until a request may go out; returns the seconds waited."""
         with self._lock:
-            today = dt.datetime.now(dt.timezone.utc).date()
+            today = dt.datetime.now(dt.UTC).date()
             if today != self._day:
                 self._day, self._used_today = today, 0
             if self.per_day is not None and self._used_today >= self.per_day:

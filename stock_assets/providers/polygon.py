@@ -3,8 +3,8 @@
 
 import datetime as dt
 import json
-from urllib.parse import urlsplit
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.providers.errors import ProviderError
@@ -36,7 +36,7 @@ class PolygonProvider:
         params = {"adjusted": "true", "sort": "asc", "limit": 50000}
         payloads = []
         while url:
-            moment = dt.datetime.now(dt.timezone.utc)
+            moment = dt.datetime.now(dt.UTC)
             body = self.http.get(url, params, symbol=symbol, check=lambda b: _check(b, symbol, interval))
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, "json", body, len(payloads)))
             url, params = self._next(json.loads(body).get("next_url")), {}  # next_url carries cursor and query
@@ -51,4 +51,4 @@ class PolygonProvider:
 
 
 def _check(body: bytes, symbol: str, interval: str) -> None:
-    parse_polygon(body, symbol, interval, dt.datetime.now(dt.timezone.utc))  # raises if not data
+    parse_polygon(body, symbol, interval, dt.datetime.now(dt.UTC))  # raises if not data
