@@ -110,3 +110,31 @@ def test_a_throttled_provider_is_waited_out(http_settings, fake_api, instance):
     fake_api.route("/query", Reply(b"busy", 503), MSFT_2019)
     assert materialize_range(defs_for(settings), "2019-07-01", "2019-07-03", instance).success
     assert len(fake_api.requests) == 2 and len(prices(settings, "MSFT")) == 3
+
+
+def test_alphavantage_intraday_month_lands_at_bar_start(http_settings, fake_api, instance):
+    settings = dataclasses.replace(http_settings("alphavantage", ("MSFT",)), interval="5min")
+    body = fixture_bytes("alphavantage/time_series_intraday_5min_MSFT_demo_stockpoint.json")
+    fake_api.route("/query", body, function="TIME_SERIES_INTRADAY", month="2019-08")
+
+    assert materialize_range(defs_for(settings), "2019-08-01", "2019-08-02", instance).success
+    [request] = fake_api.requests
+    assert (request.query["interval"], request.query["outputsize"]) == ("5min", "full")
+    with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT ts, open, close, volume FROM prices WHERE session = '2019-08-02' ORDER BY ts").fetchall()
+        assert con.execute("SELECT count(*), count(DISTINCT session) FROM prices").fetchall() == [(100, 2)]
+    series = json.loads(body)["Time Series (5min)"]
+    first = series["2019-08-02 09:35:00"]  # labelled by its end: the bar that starts at 09:30
+    assert rows[0] == (dt.datetime(2019, 8, 2, 13, 30, tzinfo=dt.UTC), float(first["1. open"]), float(first["4. close"]), int(first["5. volume"]))
+    assert rows[-1][0] == dt.datetime(2019, 8, 2, 19, 55, tzinfo=dt.UTC)
+
+
+def test_alphavantage_csv_datatype_lands_the_same_way(http_settings, fake_api, instance):
+    settings = dataclasses.replace(http_settings("alphavantage", ("IBM",)), alphavantage_datatype="csv")
+    body = fixture_bytes("alphavantage/time_series_daily_IBM_datatype_csv_airbyte.csv")
+    fake_api.route("/query", body, datatype="csv")
+
+    assert materialize_range(defs_for(settings), "2026-10-01", "2026-10-05", instance).success
+    expected = [line.split(",") for line in body.decode().splitlines()[1:]]
+    expected = sorted((d, float(o), float(h), float(low), float(c), int(v)) for d, o, h, low, c, v in expected)
+    assert [row[:6] for row in prices(settings, "IBM")] == expected
