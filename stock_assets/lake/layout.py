@@ -2,6 +2,7 @@
 
     raw/<first>_<last>/<provider>__<interval>__<symbol>__<ingested>.<ext>   payloads as received
     landing/<session>/<ingested>.csv                                        landing CSV by date
+    landing/<session>/ext-<digest>.csv                                      rows of a file dropped in landing/incoming/
     lake/<table>/session=<session>/part-0.parquet                           Hive-partitioned Parquet
 
 Writing a window replaces what the window held before (idempotent re-runs); every file
@@ -83,9 +84,9 @@ def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
     return {epoch + dt.timedelta(days=int(days[s])): bars.slice(s, e - s) for s, e in zip(starts, ends)}
 
 
-def _replace_folder(storage: LakeStorage, folder: str, keep: str | None) -> None:
+def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_prefix: str | None = None) -> None:
     for old in storage.list_files(folder):
-        if old != keep:
+        if old != keep and not (keep_prefix and old.rsplit("/", 1)[1].startswith(keep_prefix)):
             storage.delete(old)
 
 
@@ -100,7 +101,8 @@ def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date])
             path = f"landing/{session}/{stamp(moment)}.csv"
             storage.write_bytes(path, to_landing_csv(rows))
             written.append(path)
-        _replace_folder(storage, f"landing/{session}", keep=path)
+        # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
+        _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
     return written
 
 

@@ -60,17 +60,14 @@ class LakeStorage:
         self.write_chunks(relpath, [data])
 
     def write_chunks(self, relpath: str, chunks: Iterable[bytes]) -> None:
-        """Stream `chunks` into one object that appears only once all of them are written."""
+        """Write `chunks` as one object that appears only once all of them are written."""
         target = self.path(relpath)
         if not self.is_local:
-            out = self.fs.open_output_stream(target)  # S3 multipart upload: visible on close only
-            try:
-                for chunk in chunks:
-                    out.write(chunk)
-            except BaseException:
-                out.abort()
-                raise
-            out.close()
+            # One PUT of the whole body: a producer failing midway never opens the upload,
+            # and S3 shows an object only when its upload completes.
+            data = b"".join(chunks)
+            with self.fs.open_output_stream(target) as out:
+                out.write(data)
             return
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
@@ -87,15 +84,9 @@ class LakeStorage:
         with self.fs.open_input_stream(self.path(relpath)) as f:
             return f.read()
 
-    def list_files(self, prefix: str, recursive: bool = True) -> list[str]:
+    def list_files(self, prefix: str) -> list[str]:
         """Relative paths of the finished files under `prefix`, sorted."""
-        selector = pafs.FileSelector(self.path(prefix), recursive=recursive, allow_not_found=True)
-        root = len(self._fs_root[1]) + 1
-        return sorted(
-            info.path[root:]
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and ".tmp-" not in info.base_name
-        )
+        return sorted(self.relative(i.path) for i in self.file_infos(prefix))
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly under `prefix`."""
@@ -104,6 +95,19 @@ class LakeStorage:
 
     def delete(self, relpath: str) -> None:
         self.fs.delete_file(self.path(relpath))
+
+    def move(self, relpath: str, to: str) -> None:
+        if self.is_local:
+            self.fs.create_dir(self.path(to).rsplit("/", 1)[0], recursive=True)
+        self.fs.move(self.path(relpath), self.path(to))
+
+    def file_infos(self, prefix: str) -> list[pafs.FileInfo]:
+        """Finished files under `prefix` with their sizes and modification times."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File and ".tmp-" not in i.base_name]
+
+    def relative(self, path: str) -> str:
+        return path[len(self._fs_root[1]) + 1 :]
 
     def write_parquet(self, relpath: str, table: pa.Table) -> None:
         buf = io.BytesIO()

@@ -1,0 +1,68 @@
+"""Files other systems drop into landing/incoming/ (seed CSV format): validated, split by
+session into the landing layout, or quarantined with the reason written beside them.
+
+Good rows are never lost to bad ones: a row with an invalid symbol or a date that is not an
+NYSE session goes to quarantine/, the rest land. A file that cannot be parsed at all moves
+to quarantine/ whole.
+"""
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, to_landing_csv
+from stock_assets.lake.layout import split_by_session, stamp
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.schema import SYMBOL_PATTERN
+
+INCOMING = "landing/incoming"
+QUARANTINE = "quarantine"
+
+
+@dataclass
+class DropOutcome:
+    source: str
+    digest: str  # of the file's bytes: the same content dropped twice is the same run
+    sessions: list[dt.date] = field(default_factory=list)
+    landed_rows: int = 0
+    rejected_rows: int = 0
+    quarantined: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _quarantine(storage: LakeStorage, name: str, body: bytes, reason: str) -> list[str]:
+    data, note = f"{QUARANTINE}/{name}", f"{QUARANTINE}/{name}.reason.txt"
+    storage.write_bytes(data, body)
+    storage.write_bytes(note, reason.encode())
+    return [data, note]
+
+
+def land_dropped_file(storage: LakeStorage, path: str, sessions: set[dt.date], now: dt.datetime) -> DropOutcome:
+    """Land one dropped file; `sessions` are the valid NYSE sessions."""
+    body = storage.read_bytes(path)
+    name = path.rsplit("/", 1)[1]
+    outcome = DropOutcome(source=path, digest=hashlib.sha256(body).hexdigest()[:16])
+    try:
+        bars = from_landing_csv(body, source=f"landing:{name}", ingested_at=now, name=storage.uri(path))
+    except LandingFormatError as err:
+        outcome.error = str(err)
+        outcome.quarantined = _quarantine(storage, f"{stamp(now)}-{name}", body, f"{err}\n")
+        storage.delete(path)
+        return outcome
+
+    bad_symbol = pc.invert(pc.fill_null(pc.match_substring_regex(bars["symbol"], SYMBOL_PATTERN.pattern), False))
+    not_session = pc.invert(pc.fill_null(pc.is_in(bars["session"], value_set=pa.array(sorted(sessions), pa.date32())), False))
+    rejected = pc.or_(bad_symbol, not_session)
+    if pc.any(rejected).as_py():
+        reasons = [f"{pc.sum(bad_symbol).as_py()} rows with an invalid symbol", f"{pc.sum(not_session).as_py()} rows on a date that is not an NYSE session from {min(sessions)} to today"]
+        bad = bars.filter(rejected)
+        outcome.rejected_rows = bad.num_rows
+        outcome.quarantined = _quarantine(storage, f"{stamp(now)}-{name}.rejected.csv", to_landing_csv(bad), f"{storage.uri(path)}: " + "; ".join(reasons) + "\n")
+    for session, rows in split_by_session(bars.filter(pc.invert(rejected))).items():
+        storage.write_bytes(f"landing/{session}/ext-{outcome.digest}.csv", to_landing_csv(rows))
+        outcome.sessions.append(session)
+        outcome.landed_rows += rows.num_rows
+    return outcome
