@@ -49,6 +49,10 @@ def test_the_whole_graph_on_s3_matches_the_local_lake(settings, s3_lake_url, ins
         s3_rows, local_rows = (read_sessions(s, prefix, sessions).drop_columns(["ingested_at"]) for s in (bucket, local))
         assert s3_rows.equals(local_rows)
 
+    assert materialize_range(defs_for(on_s3), FIRST, LAST, instance).success  # again: replaced, not doubled
+    assert bucket.list_files("lake") == keys and len(bucket.list_files("landing")) == 21
+    assert len(warehouse_rows(on_s3, "prices")) == 3 * 21
+
 
 DUCKDB_READER = """
 import sys, duckdb, s3fs

@@ -22,9 +22,10 @@ def filesystem_for(url: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, root path) for a local path or an s3://bucket/prefix URL."""
     parsed = urlparse(url)
     if parsed.scheme == "s3":
+        # Credentials and, when unset here, the region come from the AWS SDK's default chain.
         fs = pafs.S3FileSystem(
-            endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            endpoint_override=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         )
         return fs, f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     if parsed.scheme in ("", "file"):
