@@ -37,6 +37,7 @@ class Settings:
     http_backoff_seconds: float = 2.0
     alphavantage_adjusted: bool = False
     alphavantage_datatype: str = "json"
+    dq_jump_threshold: float = 0.25
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -71,4 +72,5 @@ class Settings:
             http_backoff_seconds=float(env.get("STOCK_ASSETS_HTTP_BACKOFF_SECONDS", "2")),
             alphavantage_adjusted=env.get("ALPHAVANTAGE_ADJUSTED", "false").lower() in ("1", "true", "yes"),
             alphavantage_datatype=env.get("ALPHAVANTAGE_DATATYPE", "json"),
+            dq_jump_threshold=float(env.get("STOCK_ASSETS_DQ_JUMP_THRESHOLD", "0.25")),
         )

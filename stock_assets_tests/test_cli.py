@@ -55,4 +55,5 @@ def test_run_entry_point_prints_the_summary(tmp_path):
     assert "(5)" in out
     assert re.search(r"redshift_table +5 rows", out)
     assert re.search(r"prices_not_null +passed", out)
+    assert re.search(r"prices_fresh +passed", out)  # the last closed session is loaded
     assert str(tmp_path / "warehouse.duckdb") in out

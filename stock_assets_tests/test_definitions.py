@@ -5,7 +5,7 @@ import dagster as dg
 from stock_assets.definitions import defs
 from stock_assets.partitions import trading_sessions
 
-ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators"]
+ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices"]
 
 
 def test_the_seven_assets_are_wired_as_designed():
@@ -20,6 +20,7 @@ def test_the_seven_assets_are_wired_as_designed():
         "dq_report": ["deduped_prices", "lake_parquet"],
         "redshift_table": ["deduped_prices", "dq_report"],
         "indicators": ["redshift_table"],
+        "published_prices": ["deduped_prices", "dq_report"],
     }
 
 
@@ -38,7 +39,12 @@ def test_error_checks_gate_the_warehouse_and_warnings_do_not():
         "prices_positive": True,
         "prices_ohlc_consistent": True,
         "prices_unique_keys": True,
+        "landing_rows_reconcile": True,
         "deduped_rows_reconcile": True,
         "volume_nonzero": False,
+        "lake_duplicate_keys": False,
         "prices_complete": False,
+        "prices_final_bars": False,
+        "prices_no_unexplained_jumps": False,
     }
+    assert {s.name: s.blocking for s in defs.resolve_assets_def("redshift_table").check_specs} == {"warehouse_rows_reconcile": True}

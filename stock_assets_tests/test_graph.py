@@ -27,7 +27,7 @@ def materialized(result) -> set[str]:
 def test_every_stage_lands_for_a_range(settings, instance):
     result = materialize_range(defs_for(settings), FIRST, LAST, instance)
     assert result.success
-    assert materialized(result) == {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators"}
+    assert materialized(result) == {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices"}
     sessions = sessions_between(settings.start, FIRST, LAST)
     assert len(sessions) == 21
     lake = LakeStorage(settings.lake_url)
@@ -44,7 +44,7 @@ def test_every_stage_lands_for_a_range(settings, instance):
 
     con = warehouse(settings)
     assert con.execute("SELECT count(*), count(DISTINCT symbol), count(DISTINCT session) FROM prices").fetchall() == [(63, 3, 21)]
-    assert con.execute("SELECT count(*), bool_and(passed) FROM dq_report").fetchall() == [(21 * 7, True)]
+    assert con.execute("SELECT count(*), bool_and(passed) FROM dq_report").fetchall() == [(21 * 11, True)]
     assert con.execute("SELECT count(*) FROM indicators").fetchall() == [(63,)]
     # SMA 7 is undefined until the 7th bar, then the mean of the last 7 closes.
     rows = con.execute("SELECT i.sma_7, i.pct_change, p.close FROM indicators i JOIN prices p USING (symbol, session) WHERE symbol = 'MSFT' ORDER BY session").fetchall()
@@ -71,7 +71,7 @@ def test_a_rerun_changes_no_row_and_no_value(settings, instance):
     with warehouse(settings) as con:
         assert con.execute(f"SELECT {columns} FROM prices ORDER BY ALL").fetchall() == prices
         assert con.execute("SELECT * FROM indicators ORDER BY ALL").fetchall() == indicators
-        assert con.execute("SELECT count(*) FROM dq_report").fetchall() == [(21 * 7,)]
+        assert con.execute("SELECT count(*) FROM dq_report").fetchall() == [(21 * 11,)]
         assert con.execute("SELECT min(ingested_at) FROM prices").fetchall()[0][0] > first_ingest  # really re-fetched
     assert sorted(lake.list_files("lake/prices")) == sorted(files)  # replaced, never a second copy
     assert len(lake.list_files("landing")) == 21

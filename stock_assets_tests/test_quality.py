@@ -7,7 +7,8 @@ import pytest
 
 from stock_assets.schema import conform
 from stock_assets.transforms.dedup import dedupe_latest
-from stock_assets.transforms.quality import RULES, evaluate, reconcile_dedup
+from stock_assets.transforms.quality import RULES, evaluate
+from stock_assets.transforms.quality_window import reconcile, rows_per_session
 
 D1, D2 = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 UTC = dt.UTC
@@ -59,8 +60,10 @@ def test_duplicate_keys_are_counted_and_resolved_by_dedup():
     deduped = dedupe_latest(bars)
     assert sorted((r["symbol"], r["close"]) for r in deduped.to_pylist()) == [("AAPL", 10.6), ("MSFT", 10.5)]
     assert outcome(evaluate(RULES, deduped, [D1], "deduped_prices"), "prices_unique_keys") == {D1: (0.0, "")}
-    assert reconcile_dedup(bars, deduped, [D1], "deduped_prices")["passed"].to_pylist() == [True]
-    assert reconcile_dedup(bars, deduped.slice(0, 1), [D1], "deduped_prices")["observed"].to_pylist() == [1.0]
+    keys = rows_per_session(bars, distinct_keys=True)
+    assert reconcile("deduped_rows_reconcile", "d", [D1], keys, rows_per_session(deduped), ("k", "r"))["passed"].to_pylist() == [True]
+    short = reconcile("deduped_rows_reconcile", "d", [D1], keys, rows_per_session(deduped.slice(0, 1)), ("lake keys", "deduped rows"))
+    assert short.select(["observed", "sample"]).to_pylist() == [{"observed": 1.0, "sample": "lake keys 2, deduped rows 1"}]
 
 
 def test_samples_are_capped_and_taken_per_session():

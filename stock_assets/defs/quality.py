@@ -1,9 +1,9 @@
-"""Quality: evaluate every rule over the run's window, record it in dq_report, gate the load.
+"""Quality: evaluate every check over the run's window, record it in dq_report, gate the load.
 
 The checks are declared on dq_report and evaluated once per run over its whole window
 (one event per check, not per session); per-session detail is in the dq_report rows.
-A failed ERROR check is blocking: dq_report is stored, then the step fails and
-redshift_table does not run.
+A failed ERROR check is blocking: dq_report is stored, then the step fails and nothing
+downstream (the warehouse load, the published snapshot) runs.
 """
 
 import datetime as dt
@@ -13,13 +13,43 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.defs.common import SESSION_PARTITIONED, window_sessions
+from stock_assets.lake import layout
+from stock_assets.lake.io_manager import LakeResource
+from stock_assets.partitions import SETTINGS_START, nyse_calendar, session_offset
 from stock_assets.providers.resource import ProviderResource
-from stock_assets.transforms.quality import DQ_SCHEMA, RULES, completeness, evaluate, reconcile_dedup
+from stock_assets.settings import Settings
+from stock_assets.transforms.quality import DQ_SCHEMA, RULES, Rule, duplicate_key, evaluate
+from stock_assets.transforms.quality_window import completeness, jumps, partial_bars, reconcile, rows_per_session
 
-CHECKS = [(r.name, r.description, r.severity) for r in RULES] + [
+LAKE_DUPLICATES = Rule("lake_duplicate_keys", "Bars landed more than once (resolved by dedup, latest ingestion wins).", "WARN", duplicate_key)
+CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)] + [
+    ("landing_rows_reconcile", "Rows in landing equal rows in the lake, per session.", "ERROR"),
     ("deduped_rows_reconcile", "Deduped rows equal the lake's distinct keys, per session.", "ERROR"),
     ("prices_complete", "Every symbol of the universe has a bar in every session of the window.", "WARN"),
+    ("prices_final_bars", "No bar was fetched before it ended (a partial bar will change).", "WARN"),
+    ("prices_no_unexplained_jumps", "No bar-over-bar move beyond the threshold without a split coefficient.", "WARN"),
 ]
+
+
+class QualityConfig(dg.Config):
+    jump_threshold: float = Settings.from_env().dq_jump_threshold  # |move| above this warns
+
+
+def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
+    """Every dq_report row of the window, run id and time left empty."""
+    cal = nyse_calendar(SETTINGS_START).schedule["close"]
+    closes = {s: cal.loc[str(s)].to_pydatetime() for s in sessions}
+    return pa.concat_tables(
+        [
+            evaluate(RULES, deduped, sessions, "deduped_prices"),
+            evaluate((LAKE_DUPLICATES,), lake, sessions, "lake_parquet"),
+            reconcile("landing_rows_reconcile", "lake_parquet", sessions, rows_per_session(landing), rows_per_session(lake), ("landing rows", "lake rows")),
+            reconcile("deduped_rows_reconcile", "deduped_prices", sessions, rows_per_session(lake, distinct_keys=True), rows_per_session(deduped), ("lake keys", "deduped rows")),
+            completeness(deduped, sessions, symbols, "deduped_prices"),
+            partial_bars(deduped, sessions, closes, "deduped_prices"),
+            jumps(deduped, previous, sessions, jump_threshold, "deduped_prices"),
+        ]
+    )
 
 
 @dg.asset(
@@ -28,32 +58,30 @@ CHECKS = [(r.name, r.description, r.severity) for r in RULES] + [
     metadata={"warehouse_table": "dq_report", "lake_path": "lake/dq_report"},
     group_name="quality",
     kinds={"duckdb", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="dq_report", description=text, blocking=severity == "ERROR")
-        for name, text, severity in CHECKS
-    ],
+    check_specs=[dg.AssetCheckSpec(name, asset="dq_report", description=text, blocking=severity == "ERROR") for name, text, severity in CHECKS],
 )
-def dq_report(context: dg.AssetExecutionContext, provider: ProviderResource, lake_parquet: pa.Table, deduped_prices: pa.Table):
+def dq_report(
+    context: dg.AssetExecutionContext, config: QualityConfig, provider: ProviderResource, lake: LakeResource,
+    lake_parquet: pa.Table, deduped_prices: pa.Table,
+):
     """One row per (session, check): passed, severity, failing-row count, sample of failing keys."""
     sessions = window_sessions(context)
-    report = pa.concat_tables(
-        [
-            evaluate(RULES, deduped_prices, sessions, "deduped_prices"),
-            reconcile_dedup(lake_parquet, deduped_prices, sessions, "deduped_prices"),
-            completeness(deduped_prices, sessions, provider.symbols, "deduped_prices"),
-        ]
-    )
-    now = dt.datetime.now(dt.UTC)
-    report = report.set_column(8, "run_id", pa.array([context.run_id] * report.num_rows, pa.string()))
-    report = report.set_column(9, "checked_at", pa.array([now] * report.num_rows, DQ_SCHEMA.field("checked_at").type))
+    storage = lake.storage()
+    before = session_offset(sessions[0], -1)
+    previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [])
+    landing = layout.read_landing(storage, sessions)
+    report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
+    n = report.num_rows
+    report = report.set_column(8, "run_id", pa.array([context.run_id] * n, pa.string()))
+    report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.timezone.utc)] * n, DQ_SCHEMA.field("checked_at").type))
     failed = report.filter(pc.invert(report["passed"]))
     yield dg.Output(
         report,
         metadata={
-            "dagster/row_count": report.num_rows,
+            "dagster/row_count": n,
             "window": f"{sessions[0]}..{sessions[-1]}",
             "failed": failed.num_rows,
-            "failures": dg.MetadataValue.md(failed.select(["session", "check_name", "observed", "sample"]).to_pandas().to_markdown(index=False)) if failed.num_rows else "none",
+            "failures": dg.MetadataValue.md(failed.select(["session", "check_name", "severity", "observed", "sample"]).slice(0, 50).to_pandas().to_markdown(index=False)) if failed.num_rows else "none",
         },
     )
     for name, _, severity in CHECKS:

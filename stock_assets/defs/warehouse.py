@@ -1,9 +1,13 @@
-"""Warehouse: the deduped window loaded into `prices`, after the quality gate passed."""
+"""Warehouse: the deduped window loaded into `prices`, after the quality gate passed; then
+the warehouse is reconciled against the lake, and kept fresh."""
 
 import dagster as dg
 import pyarrow as pa
 
 from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
+from stock_assets.partitions import SETTINGS_START, closed_sessions
+from stock_assets.transforms.quality_window import reconcile, rows_per_session
+from stock_assets.warehouse.io_manager import WarehouseResource
 
 
 @dg.asset(
@@ -13,7 +17,34 @@ from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window
     deps=["dq_report"],
     group_name="warehouse",
     kinds={"duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec("warehouse_rows_reconcile", asset="redshift_table", blocking=True, description="Rows in the warehouse equal deduped rows, per session.")
+    ],
 )
-def redshift_table(context: dg.AssetExecutionContext, deduped_prices: pa.Table) -> dg.Output[pa.Table]:
+def redshift_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, deduped_prices: pa.Table):
     """Deduped bars in the warehouse table `prices`; a re-run replaces its sessions in one transaction."""
-    return dg.Output(deduped_prices, metadata=table_metadata(deduped_prices, window_sessions(context)))
+    sessions = window_sessions(context)
+    yield dg.Output(deduped_prices, metadata=table_metadata(deduped_prices, sessions))  # the IO manager loads it here
+    loaded = warehouse.get().query(
+        "SELECT session, count(*) AS n FROM prices WHERE session BETWEEN ? AND ? GROUP BY session", [sessions[0], sessions[-1]]
+    )
+    got = dict(zip(loaded["session"].to_pylist(), loaded["n"].to_pylist()))
+    rows = reconcile("warehouse_rows_reconcile", "redshift_table", sessions, rows_per_session(deduped_prices), got, ("deduped rows", "warehouse rows"))
+    bad = [s for s, ok in zip(rows["sample"].to_pylist(), rows["passed"].to_pylist()) if not ok]
+    yield dg.AssetCheckResult(
+        check_name="warehouse_rows_reconcile",
+        passed=not bad,
+        metadata={"failing_sessions": len(bad), "sample": "; ".join(bad[:5]) or "none", "window": f"{sessions[0]}..{sessions[-1]}"},
+    )
+
+
+@dg.asset_check(asset="redshift_table", description="The newest session in `prices` is the last completed NYSE session.")
+def prices_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    last_closed = closed_sessions(SETTINGS_START, 1)[0]
+    store = warehouse.get()
+    newest = store.query("SELECT max(session) AS newest FROM prices")["newest"][0].as_py() if store.table_exists("prices") else None
+    return dg.AssetCheckResult(
+        passed=newest is not None and str(newest) >= last_closed,
+        severity=dg.AssetCheckSeverity.WARN,  # a historical backfill is not stale data
+        metadata={"newest_loaded": str(newest), "last_completed_session": last_closed},
+    )

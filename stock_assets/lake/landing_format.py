@@ -16,7 +16,7 @@ from stock_assets.schema import BAR_SCHEMA, conform
 NY = "America/New_York"
 SEED_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 EXTRA_COLUMNS = ["interval", "ts", "adj_close", "vwap", "trades", "source", "ingested_at", "dividend", "split_coefficient"]
-_TYPES = {f.name: f.type for f in BAR_SCHEMA} | {"date": pa.date32()}
+_TYPES = {f.name: f.type for f in BAR_SCHEMA} | {"date": pa.date32(), "split": pa.float64()}
 
 
 class LandingFormatError(ValueError):
@@ -38,6 +38,8 @@ def from_landing_csv(body: bytes, *, source: str, ingested_at: dt.datetime, inte
         table = pacsv.read_csv(io.BytesIO(body), convert_options=pacsv.ConvertOptions(column_types=types))
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as err:
         raise LandingFormatError(f"{name or 'CSV'}: cannot parse: {err}") from err
+    if "split" in table.column_names and "split_coefficient" not in table.column_names:  # zipline csvdir
+        table = table.rename_columns(["split_coefficient" if c == "split" else c for c in table.column_names])
     missing = [c for c in SEED_COLUMNS if c not in table.column_names]
     if missing:
         raise LandingFormatError(f"{name or 'CSV'}: missing seed-format columns {missing}")

@@ -82,7 +82,7 @@ def inject_faults(frame: pd.DataFrame, faults: tuple[str, ...], symbols: list[st
         frame["close"] = frame["close"].astype("Float64")
         frame.loc[target, "close"] = pd.NA
     if "zeros" in faults:
-        frame.loc[target, ["close", "volume"]] = 0
+        frame.loc[target, ["open", "high", "low", "close", "adj_close", "vwap", "volume"]] = 0  # a glitched all-zero bar
     if "ohlc" in faults:
         frame.loc[target, ["high", "low"]] = frame.loc[target, ["low", "high"]].to_numpy() * [0.9, 1.1]
     if "split_jump" in faults:  # an unannounced 4:1 split from the middle session on

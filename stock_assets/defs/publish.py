@@ -1,0 +1,42 @@
+"""Published snapshot: after every blocking check of the run passed, the window's deduped bars
+are copied to published/<timestamp>/ and published/LATEST is pointed at them (the seed's
+archived production copy, suffixed with date and time)."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from stock_assets.defs.common import SESSION_PARTITIONED, window_sessions
+from stock_assets.lake import layout
+from stock_assets.lake.io_manager import LakeResource
+
+
+@dg.asset(**SESSION_PARTITIONED, deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"parquet"})
+def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The window's deduped bars as checked, under published/<timestamp>/; LATEST names the newest."""
+    sessions = window_sessions(context)
+    storage = lake.storage()
+    now = dt.datetime.now(dt.timezone.utc)
+    prefix = f"published/{layout.stamp(now)}"
+    bars = layout.read_sessions(storage, "lake/deduped", sessions)
+    files = layout.write_sessions(storage, prefix, bars, sessions)
+    manifest = {
+        "published_at": now.isoformat(),
+        "prefix": prefix,
+        "window": [str(sessions[0]), str(sessions[-1])],
+        "rows": bars.num_rows,
+        "files": files,
+        "run_id": context.run_id,
+    }
+    body = json.dumps(manifest, indent=2).encode()
+    storage.write_bytes(f"{prefix}/_manifest.json", body)
+    storage.write_bytes("published/LATEST", body)  # one atomic write: readers see old or new
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": bars.num_rows,
+            "published": dg.MetadataValue.path(storage.uri(prefix)),
+            "files": len(files),
+            "window": f"{sessions[0]}..{sessions[-1]}",
+        }
+    )

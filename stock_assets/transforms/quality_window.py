@@ -1,0 +1,70 @@
+"""Window checks: reconciliation between layers, completeness against the calendar and the
+universe, partial bars, and unexplained jumps. Each returns dq_report rows per session."""
+
+import datetime as dt
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stock_assets.transforms.quality import SAMPLE_SIZE, failing_by_session, session_rows
+
+
+def _con(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name, table in tables.items():
+        con.register(name, table)
+    return con
+
+
+def rows_per_session(bars: pa.Table, distinct_keys: bool = False) -> dict[dt.date, int]:
+    rows = "(SELECT DISTINCT session, symbol, interval, ts FROM bars)" if distinct_keys else "bars"
+    return dict(_con(bars=bars.select(["session", "symbol", "interval", "ts"])).sql(f"SELECT session, count(*) FROM {rows} GROUP BY session").fetchall())
+
+
+def reconcile(check: str, asset: str, sessions: list[dt.date], expected: dict, got: dict, what: tuple[str, str]) -> pa.Table:
+    """Per session, |got - expected| must be 0; the sample says both counts."""
+    gaps = {s: abs(got.get(s, 0) - expected.get(s, 0)) for s in sessions}
+    samples = {s: f"{what[0]} {expected.get(s, 0)}, {what[1]} {got.get(s, 0)}" for s in sessions if gaps[s]}
+    return session_rows(check, "ERROR", asset, sessions, gaps, samples)
+
+
+def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], asset: str) -> pa.Table:
+    """Per session, the symbols of the universe with no bar at all (WARN: a listing can pause)."""
+    present = _con(bars=bars.select(["session", "symbol"])).sql("SELECT session, list(DISTINCT symbol) FROM bars GROUP BY session").fetchall()
+    have = {session: set(found) for session, found in present}
+    missing = {s: sorted(set(symbols) - have.get(s, set())) for s in sessions}
+    samples = {s: ", ".join(f"{sym}@{s}" for sym in m[:SAMPLE_SIZE]) for s, m in missing.items() if m}
+    return session_rows("prices_complete", "WARN", asset, sessions, {s: len(m) for s, m in missing.items()}, samples)
+
+
+def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, dt.datetime], asset: str) -> pa.Table:
+    """Bars fetched before they ended (a daily bar before its session's close): WARN."""
+    closing = pa.table({"session": list(closes), "close_at": pa.array(list(closes.values()), pa.timestamp("us", tz="UTC"))})
+    marked = bars.select(["session", "ts", "interval", "ingested_at"]).append_column("_row", pa.array(range(bars.num_rows), pa.int64()))
+    rows = _con(bars=marked, closing=closing).sql(
+        """
+        SELECT _row FROM bars LEFT JOIN closing USING (session)
+        WHERE ingested_at < CASE WHEN interval = '1d' THEN close_at
+              ELSE ts + to_minutes(CAST(regexp_extract(interval, '(\\d+)min', 1) AS INTEGER)) END
+        """
+    ).fetchall()
+    mask = pa.array([False] * bars.num_rows) if not rows else pc.is_in(marked["_row"], value_set=pa.array([r[0] for r in rows], pa.int64()))
+    return session_rows("prices_final_bars", "WARN", asset, sessions, *failing_by_session(bars, mask))
+
+
+def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold: float, asset: str) -> pa.Table:
+    """Bar-over-bar moves beyond `threshold` (on adj_close where given, else close) that a
+    split coefficient on that bar does not explain: WARN."""
+    columns = ["symbol", "session", "ts", "interval", "close", "adj_close", "split_coefficient"]
+    both = pa.concat_tables([previous.select(columns), bars.select(columns)]).append_column("_window", pa.array([False] * previous.num_rows + [True] * bars.num_rows))
+    moved = _con(bars=both).sql(
+        f"""
+        SELECT symbol, session FROM (
+            SELECT *, coalesce(adj_close, close) / lag(coalesce(adj_close, close)) OVER (PARTITION BY symbol, interval ORDER BY ts) - 1 AS move
+            FROM bars)
+        WHERE _window AND abs(move) > {float(threshold)} AND coalesce(split_coefficient, 1.0) = 1.0
+        """
+    ).to_arrow_table()
+    return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(moved, pa.array([True] * moved.num_rows)))

@@ -1,0 +1,127 @@
+"""Every fault the synthetic provider can inject, caught by its check with exact counts and
+keys through the real graph; the window checks on hand-made and on recorded market data;
+the published snapshot and what blocks it."""
+
+import datetime as dt
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from stock_assets.cli import materialize_range
+from stock_assets.defs.quality import evaluate_window
+from stock_assets.lake.landing_format import from_landing_csv
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.partitions import sessions_between
+from stock_assets.transforms.dedup import dedupe_latest
+from stock_assets.transforms.quality_window import jumps, partial_bars
+from stock_assets_tests.conftest import defs_for, fixture_bytes, with_faults
+
+FIRST, LAST, MIDDLE = "2024-01-02", "2024-01-31", "2024-01-17"  # 21 sessions; the 11th is the middle
+UTC = dt.UTC
+
+
+def checks(result) -> dict:
+    """check -> (passed, severity, failing rows, sample)."""
+    value = lambda e, key: e.metadata[key].value if key in e.metadata else None  # noqa: E731
+    return {e.check_name: (e.passed, e.severity.value, value(e, "failing_rows"), value(e, "sample")) for e in result.get_asset_check_evaluations()}
+
+
+def failed(outcome: dict) -> dict:
+    return {name: v for name, v in outcome.items() if not v[0] and name != "prices_fresh"}
+
+
+@pytest.mark.parametrize(
+    "fault, expected, loads",
+    [
+        ("nulls", {"prices_not_null": (False, "ERROR", 1, f"AAPL@{LAST}")}, False),
+        ("zeros", {
+            "prices_positive": (False, "ERROR", 1, f"AAPL@{LAST}"),
+            "volume_nonzero": (False, "WARN", 1, f"AAPL@{LAST}"),
+            "prices_no_unexplained_jumps": (False, "WARN", 1, f"AAPL@{LAST}"),
+        }, False),
+        ("ohlc", {"prices_ohlc_consistent": (False, "ERROR", 1, f"AAPL@{LAST}")}, False),
+        ("duplicates", {"lake_duplicate_keys": (False, "WARN", 2, f"AAPL@{LAST}, AAPL@{LAST}")}, True),
+        ("missing_symbol", {"prices_complete": (False, "WARN", 21, "; ".join(f"IBM@{s}" for s in ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08"]))}, True),
+        ("missing_session", {"prices_complete": (False, "WARN", 3, f"AAPL@{MIDDLE}, IBM@{MIDDLE}, MSFT@{MIDDLE}")}, True),
+        ("split_jump", {"prices_no_unexplained_jumps": (False, "WARN", 1, f"AAPL@{MIDDLE}")}, True),
+    ],
+)
+def test_each_fault_is_caught_by_its_check(settings, instance, fault, expected, loads):
+    result = materialize_range(defs_for(with_faults(settings, fault)), FIRST, LAST, instance)
+    assert failed(checks(result)) == expected
+    loaded = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert ("redshift_table" in loaded) is loads and ("published_prices" in loaded) is loads and result.success is loads
+    with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
+        report = con.execute("SELECT check_name, sum(observed) FROM dq_report WHERE NOT passed GROUP BY ALL").fetchall()
+    assert dict(report) == {name: float(count) for name, (_, _, count, _) in expected.items()}
+
+
+def test_clean_data_passes_every_check_and_is_published(settings, instance):
+    result = materialize_range(defs_for(settings), FIRST, LAST, instance)
+    assert failed(checks(result)) == {}
+    assert checks(result)["warehouse_rows_reconcile"][0]
+    lake = LakeStorage(settings.lake_url)
+    latest = json.loads(lake.read_bytes("published/LATEST"))
+    assert latest["window"] == [FIRST, LAST] and latest["rows"] == 63
+    assert lake.list_files(latest["prefix"]) == sorted(latest["files"] + [f"{latest['prefix']}/_manifest.json"])
+    assert len(latest["files"]) == 21 and lake.read_bytes(latest["files"][0]) == lake.read_bytes("lake/deduped/session=2024-01-02/part-0.parquet")
+
+    blocked = materialize_range(defs_for(with_faults(settings, "nulls")), FIRST, LAST, instance)
+    assert not blocked.success
+    assert json.loads(lake.read_bytes("published/LATEST")) == latest  # a failed gate publishes nothing
+    assert len(lake.list_dirs("published")) == 1
+
+
+def test_freshness_is_measured_against_the_last_closed_session(settings, instance):
+    result = materialize_range(defs_for(settings), FIRST, LAST, instance)
+    [fresh] = [e for e in result.get_asset_check_evaluations() if e.check_name == "prices_fresh"]
+    assert (fresh.passed, fresh.severity.value) == (False, "WARN")  # January 2024 is not the latest session
+    assert fresh.metadata["newest_loaded"].value == LAST
+
+
+def recorded(*symbols: str) -> pa.Table:
+    moment = dt.datetime(2025, 1, 2, tzinfo=UTC)
+    return pa.concat_tables(
+        [from_landing_csv(fixture_bytes(f"csv/seed_format_{s}_2012-2014_zipline_csvdir.csv"), source="seed", ingested_at=moment) for s in symbols]
+    )
+
+
+def test_recorded_market_data_raises_no_false_alarm():
+    bars = recorded("AAPL", "IBM", "KO", "MSFT")
+    sessions = sessions_between("2012-01-03", "2012-01-03", "2014-12-31")
+    assert len(sessions) == 754 and dt.date(2012, 10, 29) not in sessions  # Hurricane Sandy
+    report = evaluate_window(bars, bars, dedupe_latest(bars), bars.slice(0, 0), sessions, ["AAPL", "IBM", "KO", "MSFT"], 0.25)
+    assert report.num_rows == 754 * 11
+    assert report.filter(pc.invert(report["passed"])).num_rows == 0
+
+
+def test_a_split_explained_by_its_coefficient_does_not_warn():
+    # AAPL's 7:1 split on 2014-06-09, with the raw (unadjusted) closes before it restored.
+    raw = from_landing_csv(
+        fixture_bytes("csv/zipline_csvdir_AAPL_2012-2014_with_dividend_split.csv").replace(b"date,", b"symbol,date,", 1).replace(b"\n2", b"\nAAPL,2"),
+        source="seed", ingested_at=dt.datetime(2025, 1, 2, tzinfo=UTC),
+    )
+    before = pc.less(raw["session"], pa.scalar(dt.date(2014, 6, 9)))
+    for column in ("open", "high", "low", "close"):
+        raw = raw.set_column(raw.schema.get_field_index(column), column, pc.if_else(before, pc.multiply(raw[column], 7.0), raw[column]))
+    sessions = sessions_between("2012-01-03", "2014-06-02", "2014-06-13")
+    previous, window = raw.filter(pc.less(raw["session"], pa.scalar(sessions[0]))), raw.filter(pc.greater_equal(raw["session"], pa.scalar(sessions[0])))
+    assert pc.sum(jumps(window, previous, sessions, 0.25, "d")["observed"]).as_py() == 0
+    unexplained = window.set_column(window.schema.get_field_index("split_coefficient"), "split_coefficient", pa.nulls(window.num_rows, pa.float64()))
+    report = jumps(unexplained, previous, sessions, 0.25, "d")
+    assert report.filter(pc.invert(report["passed"])).select(["session", "sample"]).to_pylist() == [{"session": dt.date(2014, 6, 9), "sample": "AAPL@2014-06-09"}]
+
+
+def test_a_bar_fetched_before_the_close_is_flagged_partial():
+    day = dt.date(2024, 1, 2)
+    close = dt.datetime(2024, 1, 2, 21, tzinfo=UTC)  # 16:00 New York
+    bars = recorded("KO").slice(0, 2)
+    bars = bars.set_column(bars.schema.get_field_index("session"), "session", pa.array([day, day], pa.date32()))
+    bars = bars.set_column(bars.schema.get_field_index("symbol"), "symbol", pa.array(["EARLY", "LATE"]))
+    fetched = pa.array([close - dt.timedelta(hours=2), close + dt.timedelta(minutes=5)], pa.timestamp("us", tz="UTC"))
+    bars = bars.set_column(bars.schema.get_field_index("ingested_at"), "ingested_at", fetched)
+    report = partial_bars(bars, [day], {day: close}, "d")
+    assert report.select(["observed", "sample", "severity"]).to_pylist() == [{"observed": 1.0, "sample": f"EARLY@{day}", "severity": "WARN"}]
