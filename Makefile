@@ -6,7 +6,7 @@ export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
 SESSIONS ?= 20
 
-.PHONY: install instance run dev test bench lint clean
+.PHONY: install instance run backfill dev test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ instance: $(DAGSTER_HOME)/dagster.yaml
 
 run: install instance
 	$(BIN)/python -m stock_assets.cli run --sessions $(SESSIONS)
+
+backfill: install instance
+	@test -n "$(START)" -a -n "$(END)" || { echo "usage: make backfill START=YYYY-MM-DD END=YYYY-MM-DD"; exit 2; }
+	$(BIN)/python -m stock_assets.cli backfill --start $(START) --end $(END) $(if $(CHUNK),--chunk $(CHUNK))
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml

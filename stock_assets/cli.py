@@ -1,5 +1,6 @@
-"""`python -m stock_assets.cli run`: materialize the whole graph for the latest sessions and
-print what happened: sessions, rows per asset, check results, where everything is."""
+"""`python -m stock_assets.cli run` (the latest sessions) and `backfill --start --end` (any
+range, in as few runs as fit): materialize the whole graph and print what happened —
+sessions, rows per asset, check results, where everything is."""
 
 import argparse
 import sys
@@ -7,7 +8,7 @@ import sys
 import dagster as dg
 
 from stock_assets.definitions import build_defs
-from stock_assets.partitions import closed_sessions
+from stock_assets.partitions import closed_sessions, sessions_between
 from stock_assets.settings import Settings
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
@@ -50,18 +51,44 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
     return "\n".join(lines)
 
 
+BARS_PER_SESSION = {"1d": 1, "60min": 7, "30min": 13, "15min": 26, "5min": 78, "1min": 390}
+ROWS_PER_RUN = 2_000_000  # what one in-process run holds comfortably in memory on a small machine
+
+
+def backfill_chunks(settings: Settings, first: str, last: str, size: int | None = None) -> list[tuple[str, str]]:
+    """The session range cut into runs of at most ROWS_PER_RUN bars (10 years of daily bars
+    for 800 symbols is one run; one-minute bars go a few sessions at a time)."""
+    sessions = [str(s) for s in sessions_between(settings.start, first, last)]
+    if not sessions:
+        raise ValueError(f"no NYSE session between {first} and {last}")
+    size = size or max(1, ROWS_PER_RUN // (len(settings.symbols) * BARS_PER_SESSION[settings.interval]))
+    return [(sessions[i], sessions[min(i + size, len(sessions)) - 1]) for i in range(0, len(sessions), size)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stock_assets")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the whole graph for the most recent closed sessions")
     run.add_argument("--sessions", type=int, default=20)
+    backfill = sub.add_parser("backfill", help="materialize the whole graph over START..END, in as few runs as fit")
+    backfill.add_argument("--start", required=True)
+    backfill.add_argument("--end", required=True)
+    backfill.add_argument("--chunk", type=int, default=None, help="sessions per run (default: sized to the universe and interval)")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    keys = closed_sessions(settings.start, args.sessions)
-    result = materialize_range(build_defs(settings), keys[0], keys[-1], dg.DagsterInstance.get())
-    print(summary(result, keys[0], keys[-1], len(keys), settings))
-    return 0 if result.success else 1
+    defs, instance = build_defs(settings), dg.DagsterInstance.get()
+    if args.command == "run":
+        keys = closed_sessions(settings.start, args.sessions)
+        chunks = [(keys[0], keys[-1])]
+    else:
+        chunks = backfill_chunks(settings, args.start, args.end, args.chunk)
+    ok = True
+    for first, last in chunks:
+        result = materialize_range(defs, first, last, instance)
+        print(summary(result, first, last, len(sessions_between(settings.start, first, last)), settings))
+        ok &= result.success
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from stock_assets.alerts import AlertsResource
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
 from stock_assets.providers.resource import provider_resource
 from stock_assets.settings import Settings
@@ -23,6 +24,10 @@ def resources_for(settings: Settings) -> dict:
         "lake_io_manager": LakeIOManager(lake=lake),
         "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse, lake=lake),
         "provider": provider_resource(settings),
+        "alerts": AlertsResource(
+            slack_webhook_url=dg.EnvVar("STOCK_ASSETS_SLACK_WEBHOOK_URL") if settings.slack_webhook_set else None,
+            ui_url=settings.ui_url,
+        ),
     }
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 # The suite's partitions start in 2012 so that the recorded 2012-2014 seed files can load.
 os.environ["STOCK_ASSETS_START"] = "2012-01-03"
+os.environ["STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS"] = "0.2"  # the step retry policy, waited for real but briefly
 
 import dagster as dg
 import pytest

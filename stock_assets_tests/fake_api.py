@@ -32,6 +32,8 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     at: float
+    method: str = "GET"
+    body: bytes = b""
 
 
 class FakeApi:
@@ -49,6 +51,16 @@ class FakeApi:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            def do_POST(self):
+                parts = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.requests.append(Request(parts.path, {}, dict(self.headers), time.monotonic(), "POST", body))
+                reply = api.answer(parts.path, {})
+                self.send_response(reply.status)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)

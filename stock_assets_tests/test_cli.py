@@ -57,3 +57,36 @@ def test_run_entry_point_prints_the_summary(tmp_path):
     assert re.search(r"prices_not_null +passed", out)
     assert re.search(r"prices_fresh +passed", out)  # the last closed session is loaded
     assert str(tmp_path / "warehouse.duckdb") in out
+
+
+def test_dagster_dev_serves_the_asset_graph(tmp_path):
+    """`make dev`'s command, smoke-tested: the UI's GraphQL API answers with the graph."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = environment(tmp_path)
+    server = subprocess.Popen(
+        [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+    try:
+        deadline, keys = time.monotonic() + 120, None
+        while time.monotonic() < deadline and keys is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", query, {"Content-Type": "application/json"})
+                nodes = json.load(urllib.request.urlopen(request, timeout=5))["data"]["assetNodes"]
+                keys = sorted(n["assetKey"]["path"][0] for n in nodes) if nodes else None
+            except (OSError, KeyError, TypeError, ValueError):
+                time.sleep(1)
+        assert keys is not None, "dagster dev did not answer within 120 s"
+        assert {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators"} <= set(keys)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -25,7 +25,7 @@ UTC = dt.UTC
 
 def checks(result) -> dict:
     """check -> (passed, severity, failing rows, sample)."""
-    value = lambda e, key: e.metadata[key].value if key in e.metadata else None  # noqa: E731
+    value = lambda e, key: e.metadata[key].value if key in e.metadata else None
     return {e.check_name: (e.passed, e.severity.value, value(e, "failing_rows"), value(e, "sample")) for e in result.get_asset_check_evaluations()}
 
 

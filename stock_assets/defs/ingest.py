@@ -13,6 +13,7 @@ from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payload
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.schema import BAR_SCHEMA
+from stock_assets.settings import Settings
 
 
 class RawPricesConfig(dg.Config):
@@ -24,12 +25,24 @@ def _failures_md(failures: dict[str, str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"| symbol | why |\n|---|---|\n{rows}" if failures else "none")
 
 
+SETTINGS = Settings.from_env()
+
+
 @dg.asset(
     **SESSION_PARTITIONED,
     io_manager_key="lake_io_manager",
     metadata={"lake_path": "raw"},
     group_name="ingest",
     kinds={"python"},
+    # A step that still fails after the HTTP layer's own retries is retried whole, later.
+    retry_policy=dg.RetryPolicy(
+        max_retries=SETTINGS.step_retries,
+        delay=SETTINGS.step_retry_delay_seconds,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    ),
+    # Concurrent runs (backfill chunks, the schedule) share the provider's rate limit.
+    pool=f"provider_{SETTINGS.provider}",
 )
 def raw_prices(
     context: dg.AssetExecutionContext, config: RawPricesConfig, provider: ProviderResource, lake: LakeResource

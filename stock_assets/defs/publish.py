@@ -17,7 +17,7 @@ def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     """The window's deduped bars as checked, under published/<timestamp>/; LATEST names the newest."""
     sessions = window_sessions(context)
     storage = lake.storage()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     prefix = f"published/{layout.stamp(now)}"
     bars = layout.read_sessions(storage, "lake/deduped", sessions)
     files = layout.write_sessions(storage, prefix, bars, sessions)

@@ -73,7 +73,7 @@ def dq_report(
     report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
     n = report.num_rows
     report = report.set_column(8, "run_id", pa.array([context.run_id] * n, pa.string()))
-    report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.timezone.utc)] * n, DQ_SCHEMA.field("checked_at").type))
+    report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))
     failed = report.filter(pc.invert(report["passed"]))
     yield dg.Output(
         report,

@@ -1,0 +1,40 @@
+"""Alert sensors: a failed run, and every failed ERROR asset check, become Slack messages.
+
+Both read the finished run's own events, which works on every event-log storage (SQLite
+shards events per run)."""
+
+import dagster as dg
+
+from stock_assets.alerts import AlertsResource, partitions_of
+
+
+def failed_error_checks(instance: dg.DagsterInstance, run_id: str) -> list:
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [r.dagster_event.event_specific_data for r in records]
+    return [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+
+
+def check_message(alerts: AlertsResource, evaluation, run_id: str) -> str:
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    return (
+        f":warning: stock_assets check `{evaluation.check_name}` failed (ERROR) on `{evaluation.asset_key.to_user_string()}`, "
+        f"sessions {meta.get('window', '?')}: {meta.get('failing_rows', '?')} failing rows in {meta.get('failing_sessions', '?')} sessions; "
+        f"sample {meta.get('sample', 'none')}\n{alerts.run_link(run_id)}"
+    )
+
+
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    """Posts every failed run (job, sessions, error, link), then each ERROR check it failed."""
+    run = context.dagster_run
+    error = context.failure_event.message or "no message"
+    alerts.send(f":red_circle: stock_assets run failed: job `{run.job_name}`, sessions {partitions_of(run.tags)}\n{error[:1500]}\n{alerts.run_link(run.run_id)}")
+    for evaluation in failed_error_checks(context.instance, run.run_id):
+        alerts.send(check_message(alerts, evaluation, run.run_id))
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+def check_failure_alert_sensor(context: dg.RunStatusSensorContext, alerts: AlertsResource):
+    """Posts each ERROR check that failed in a run that still succeeded (a non-blocking check)."""
+    for evaluation in failed_error_checks(context.instance, context.dagster_run.run_id):
+        alerts.send(check_message(alerts, evaluation, context.dagster_run.run_id))
