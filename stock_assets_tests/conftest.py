@@ -39,7 +39,8 @@ def with_faults(settings: Settings, *faults: str) -> Settings:
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    # In memory: runs and their events are real, without SQLite writes for every event.
+    with dg.DagsterInstance.ephemeral() as instance:
         yield instance
 
 
