@@ -8,8 +8,7 @@ import pandas as pd
 
 from stock_assets.partitions import nyse_calendar
 from stock_assets.providers.alphavantage_format import check_alphavantage_body
-from stock_assets.providers.base import FetchResult, RawPayload
-from stock_assets.providers.errors import ProviderError
+from stock_assets.providers.base import FetchResult, RawPayload, fetch_each
 from stock_assets.providers.http import HttpClient
 
 COMPACT_POINTS = 100  # outputsize=compact returns the latest 100 bars
@@ -54,13 +53,7 @@ class AlphaVantageProvider:
     reuse_fetched: bool = True
 
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
-        result = FetchResult()
-        for symbol in symbols:
-            try:
-                result.payloads += self._fetch_symbol(symbol, sessions, interval)
-            except ProviderError as err:
-                result.failures[symbol] = f"{type(err).__name__}: {err}"
-        return result
+        return fetch_each(symbols, lambda symbol: self._fetch_symbol(symbol, sessions, interval))
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         payloads = []

@@ -1,8 +1,11 @@
 """What every provider hands the pipeline: raw payloads, kept byte-for-byte, and a parser."""
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from stock_assets.providers.errors import ProviderError
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,17 @@ class FetchResult:
 
     payloads: list[RawPayload] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+
+
+def fetch_each(symbols: list[str], fetch_symbol: Callable[[str], list[RawPayload]]) -> FetchResult:
+    """Fetch symbol by symbol; a ProviderError costs that symbol only, named with its reason."""
+    result = FetchResult()
+    for symbol in symbols:
+        try:
+            result.payloads += fetch_symbol(symbol)
+        except ProviderError as err:
+            result.failures[symbol] = f"{type(err).__name__}: {err}"
+    return result
 
 
 class Provider(Protocol):

@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from stock_assets.providers.base import FetchResult, RawPayload
-from stock_assets.providers.errors import ProviderError
+from stock_assets.providers.base import FetchResult, RawPayload, fetch_each
 from stock_assets.providers.http import HttpClient
 from stock_assets.providers.polygon_format import parse_polygon
 
@@ -22,13 +21,7 @@ class PolygonProvider:
     reuse_fetched: bool = True
 
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
-        result = FetchResult()
-        for symbol in symbols:
-            try:
-                result.payloads += self._fetch_symbol(symbol, sessions, interval)
-            except ProviderError as err:
-                result.failures[symbol] = f"{type(err).__name__}: {err}"
-        return result
+        return fetch_each(symbols, lambda symbol: self._fetch_symbol(symbol, sessions, interval))
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         multiplier, timespan = TIMESPANS[interval]
