@@ -10,6 +10,7 @@ import dagster as dg
 from stock_assets.definitions import build_defs
 from stock_assets.partitions import closed_sessions, sessions_between
 from stock_assets.settings import Settings
+from stock_assets.warehouse.common import redact_url
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
@@ -45,7 +46,7 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
         failing = ev.metadata.get("failing_rows")
         lines.append(f"    {ev.check_name:<24} {status}" + (f": {failing.value} rows" if failing and not ev.passed else ""))
     lines.append(f"  lake         {settings.lake_url}")
-    lines.append(f"  warehouse    {settings.warehouse_url}")
+    lines.append(f"  warehouse    {redact_url(settings.warehouse_url)}")
     lines.append("  try:         .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
                  f"{settings.home / 'warehouse.duckdb'}', read_only=True).sql('SELECT * FROM prices LIMIT 5'))\"")
     return "\n".join(lines)

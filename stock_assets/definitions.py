@@ -17,7 +17,10 @@ from stock_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResou
 
 def resources_for(settings: Settings) -> dict:
     lake = LakeResource(url=settings.lake_url)
-    warehouse = WarehouseResource(url=settings.warehouse_url)
+    warehouse = WarehouseResource(
+        url=dg.EnvVar("STOCK_ASSETS_WAREHOUSE_URL") if settings.warehouse_url_from_env else settings.warehouse_url,
+        redshift_iam_role=settings.redshift_iam_role,
+    )
     return {
         "lake": lake,
         "warehouse": warehouse,

@@ -38,6 +38,8 @@ class Settings:
     alphavantage_adjusted: bool = False
     alphavantage_datatype: str = "json"
     dq_jump_threshold: float = 0.25
+    warehouse_url_from_env: bool = False  # then the resource reads it as a dg.EnvVar: it may hold a password
+    redshift_iam_role: str | None = None
     slack_webhook_set: bool = False  # the URL itself is a secret, read as a dg.EnvVar
     ui_url: str = "http://127.0.0.1:3000"
     step_retries: int = 3
@@ -77,6 +79,8 @@ class Settings:
             alphavantage_adjusted=env.get("ALPHAVANTAGE_ADJUSTED", "false").lower() in ("1", "true", "yes"),
             alphavantage_datatype=env.get("ALPHAVANTAGE_DATATYPE", "json"),
             dq_jump_threshold=float(env.get("STOCK_ASSETS_DQ_JUMP_THRESHOLD", "0.25")),
+            warehouse_url_from_env=bool(env.get("STOCK_ASSETS_WAREHOUSE_URL")),
+            redshift_iam_role=env.get("STOCK_ASSETS_REDSHIFT_IAM_ROLE") or None,
             slack_webhook_set=bool(env.get("STOCK_ASSETS_SLACK_WEBHOOK_URL")),
             ui_url=env.get("STOCK_ASSETS_UI_URL", "http://127.0.0.1:3000"),
             step_retries=int(env.get("STOCK_ASSETS_STEP_RETRIES", "3")),

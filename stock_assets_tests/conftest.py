@@ -89,3 +89,49 @@ def s3_endpoint():
 def s3_lake_url(s3_endpoint, request) -> str:
     """A fresh prefix in the session's bucket for each test."""
     return f"s3://stock-assets-test/{request.node.name[:60]}"
+
+
+# --- PostgreSQL for the warehouse tests ------------------------------------------------------
+
+LOCAL_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """STOCK_ASSETS_TEST_POSTGRES_URL, else the local server (trust auth, database `test`).
+    Without one the PostgreSQL tests are skipped, loudly; with CI set they fail instead."""
+    import psycopg2
+
+    from stock_assets.warehouse.common import redact_url
+
+    url = os.environ.get("STOCK_ASSETS_TEST_POSTGRES_URL") or LOCAL_TEST_POSTGRES_URL
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as err:
+        reason = (
+            f"NO POSTGRESQL at {redact_url(url)} ({str(err).strip()}): the PostgreSQL warehouse tests did not run. "
+            "Start one or set STOCK_ASSETS_TEST_POSTGRES_URL."
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str):
+    """A URL whose search_path is a schema of this test's own, dropped afterwards."""
+    import uuid
+
+    import psycopg2
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    con = psycopg2.connect(postgres_server_url)
+    con.autocommit = True
+    con.cursor().execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in postgres_server_url else "?"
+    try:
+        yield f"{postgres_server_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        con.cursor().execute(f'DROP SCHEMA "{schema}" CASCADE')
+        con.close()

@@ -13,7 +13,7 @@ from stock_assets.warehouse.io_manager import WarehouseResource
 @dg.asset(
     **SESSION_PARTITIONED,
     io_manager_key="warehouse_io_manager",
-    metadata={"warehouse_table": "prices"},
+    metadata={"warehouse_table": "prices", "lake_source": "lake/deduped"},  # Redshift COPYs the lake's files
     deps=["dq_report"],
     group_name="warehouse",
     kinds={"duckdb"},

@@ -1,82 +1,41 @@
-"""The warehouse: tables generated from Arrow schemas, loaded one partition window at a time.
+"""The warehouse, chosen by STOCK_ASSETS_WAREHOUSE_URL; the dialect differences live in this package.
 
-`Warehouse.for_url` picks the engine from STOCK_ASSETS_WAREHOUSE_URL; the assets and IO
-manager only ever call `replace_window` and `query`. Each window load is one transaction:
-delete the window, insert the new rows; a reader sees the old rows or the new, never none.
+    duckdb:///path              embedded DuckDB file (default)           duckdb_engine.py
+    postgresql://user@host/db   PostgreSQL, COPY FROM STDIN              postgres.py
+    redshift://user@host:5439/db  Redshift, COPY from the S3 lake        redshift.py
+    table DDL and views for each dialect                                 ddl.py, views.py
+
+Every engine offers the same four methods: `replace_window(table, data, first, last)` makes
+the table hold exactly `data` for those sessions in one transaction (a reader sees the old
+rows or the new, never none) and raises WarehouseLoadError naming the window otherwise;
+`query(sql, params)` with `?` placeholders; `table_exists(table)`; `describe()` (no password).
 """
 
-import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
-import duckdb
-import pyarrow as pa
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.warehouse.common import WarehouseConnectionError, WarehouseLoadError, redact_url
+from stock_assets.warehouse.duckdb_engine import DuckDBWarehouse
+from stock_assets.warehouse.postgres import PostgresWarehouse
+from stock_assets.warehouse.redshift import RedshiftWarehouse
 
-DUCKDB_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.date32(): "DATE",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
-    pa.float64(): "DOUBLE",
-    pa.int64(): "BIGINT",
-    pa.bool_(): "BOOLEAN",
-}
+__all__ = ["DuckDBWarehouse", "PostgresWarehouse", "RedshiftWarehouse", "Warehouse", "WarehouseConnectionError",
+           "WarehouseLoadError", "warehouse_for_url"]
 
-
-class WarehouseLoadError(RuntimeError):
-    pass
+Warehouse = DuckDBWarehouse | PostgresWarehouse | RedshiftWarehouse
 
 
-def column_ddl(schema: pa.Schema) -> list[str]:
-    return [f'"{f.name}" {DUCKDB_TYPES[f.type]}' for f in schema]
-
-
-@dataclass
-class DuckDBWarehouse:
-    path: Path
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
-        con.execute("SET TimeZone = 'UTC'")
-        return con
-
-    def _ensure_table(self, con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:
-        con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({", ".join(column_ddl(schema))})')
-        existing = {row[0] for row in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'").fetchall()}
-        for field, ddl in zip(schema, column_ddl(schema)):
-            if field.name not in existing:  # a new nullable column: old rows read NULL
-                con.execute(f'ALTER TABLE "{table}" ADD COLUMN {ddl}')
-
-    def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date) -> int:
-        """Make `table` hold exactly `data` for sessions first..last; returns rows inserted."""
-        with self.connect() as con:
-            self._ensure_table(con, table, data.schema)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(f'DELETE FROM "{table}" WHERE session BETWEEN ? AND ?', [first, last])
-                con.register("incoming", data)
-                con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming')
-                con.execute("COMMIT")
-            except duckdb.Error as err:
-                con.execute("ROLLBACK")
-                raise WarehouseLoadError(f"loading {table} for sessions {first}..{last} failed and was rolled back: {err}") from err
-        return data.num_rows
-
-    def query(self, sql: str, params: list | None = None) -> pa.Table:
-        with self.connect() as con:
-            return con.sql(sql, params=params).to_arrow_table() if params else con.sql(sql).to_arrow_table()
-
-    def table_exists(self, table: str) -> bool:
-        with self.connect() as con:
-            return bool(con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'").fetchall()[0][0])
-
-    def describe(self) -> str:
-        return f"duckdb:///{self.path}"
-
-
-def warehouse_for_url(url: str) -> DuckDBWarehouse:
-    parsed = urlparse(url)
-    if parsed.scheme == "duckdb":
+def warehouse_for_url(url: str, lake: LakeStorage | None = None, redshift_iam_role: str | None = None) -> Warehouse:
+    """The engine for `url`. Redshift also needs the S3 lake it COPYs from and an IAM role."""
+    scheme = urlsplit(url).scheme
+    if scheme == "duckdb":
         return DuckDBWarehouse(Path(url.removeprefix("duckdb://")))  # duckdb:///abs or duckdb://relative
-    raise ValueError(f"unsupported warehouse URL scheme {parsed.scheme!r}: use duckdb:///path")
+    if scheme in ("postgresql", "postgres"):
+        return PostgresWarehouse(url)
+    if scheme == "redshift":
+        return RedshiftWarehouse(url, lake=lake, iam_role=redshift_iam_role)
+    raise ValueError(
+        f"unsupported warehouse URL scheme {scheme!r} in {redact_url(url)}: "
+        "use duckdb:///path, postgresql://user@host:5432/db or redshift://user@host:5439/db"
+    )

@@ -1,0 +1,113 @@
+"""The Redshift engine end to end on a real PostgreSQL and a real S3 API (moto on loopback):
+the manifest it writes to the lake, the COPY it issues, the staging check, delete + insert in
+one transaction. PostgreSQL has no COPY from S3, so that one statement is played by reading
+the manifest's objects and COPYing them FROM STDIN in file column order, as Redshift does."""
+
+import io
+import json
+
+import psycopg2
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from stock_assets.lake import layout
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.transforms.quality import RULES, evaluate
+from stock_assets.warehouse import ddl
+from stock_assets.warehouse.pgbinary import copy_binary
+from stock_assets.warehouse.redshift import RedshiftWarehouse
+from stock_assets.warehouse.warehouse import WarehouseLoadError, warehouse_for_url
+from stock_assets_tests.test_warehouse import FEB, JAN, as_rows, bars, rows
+
+ROLE = "arn:aws:iam::123456789012:role/stock-assets-copy"
+
+
+class RedshiftOnPostgres(RedshiftWarehouse):
+    """Redshift's SQL on PostgreSQL: tables without DIST/SORT keys, S3 COPY played from the manifest."""
+
+    dialect = "postgresql"
+    copies: list[str]
+
+    def _copy(self, cur, statement: str) -> None:
+        self.copies.append(statement)
+        stage, manifest = statement.split()[1], statement.split("'")[1]
+        entries = json.loads(self.lake.fs.open_input_file(manifest.removeprefix("s3://")).read())["entries"]
+        for entry in entries:
+            f = self.lake.fs.open_input_file(entry["url"].removeprefix("s3://"))
+            assert f.size() == entry["meta"]["content_length"]
+            cur.copy_expert(f"COPY {stage} FROM STDIN WITH (FORMAT binary)", io.BytesIO(copy_binary(pq.read_table(f))))
+
+
+@pytest.fixture
+def lake(s3_lake_url) -> LakeStorage:
+    return LakeStorage(s3_lake_url)
+
+
+@pytest.fixture
+def redshift(postgres_url, lake) -> RedshiftOnPostgres:
+    engine = RedshiftOnPostgres(postgres_url, lake=lake, iam_role=ROLE)
+    engine.copies = []
+    return engine
+
+
+def test_prices_load_from_the_lakes_own_files_for_exactly_the_window(redshift, lake):
+    data = bars(JAN)
+    layout.write_sessions(lake, "lake/deduped", data, JAN)
+    layout.write_sessions(lake, "lake/deduped", bars(FEB), FEB)
+    assert redshift.replace_window("prices", data, JAN[0], JAN[-1], lake_prefix="lake/deduped") == 42
+
+    manifest = f"warehouse/manifests/prices/{JAN[0]}_{JAN[-1]}.manifest"
+    assert redshift.copies == [f"COPY \"prices_stage\" FROM '{lake.uri(manifest)}' IAM_ROLE '{ROLE}' FORMAT AS PARQUET MANIFEST"]
+    listed = [e["url"] for e in json.loads(lake.read_bytes(manifest))["entries"]]
+    assert listed == [lake.uri(layout.session_path("lake/deduped", s)) for s in JAN]  # not one of February's
+    assert rows(redshift) == as_rows(data)  # session, derived from ts, is the lake's session
+
+
+def test_a_lake_that_disagrees_with_the_asset_rolls_back(redshift, lake):
+    layout.write_sessions(lake, "lake/deduped", bars(JAN), JAN)
+    redshift.replace_window("prices", bars(JAN), JAN[0], JAN[-1], lake_prefix="lake/deduped")
+    before = rows(redshift)
+    fewer = bars(JAN).slice(1)
+    with pytest.raises(WarehouseLoadError, match=rf"prices for sessions {JAN[0]}..{JAN[-1]} failed .*rows per session \(2024-01-02: 2 staged, 1 expected\)"):
+        redshift.replace_window("prices", fewer, JAN[0], JAN[-1], lake_prefix="lake/deduped")
+    assert rows(redshift) == before
+
+
+def test_a_missing_lake_file_is_named(redshift, lake):
+    with pytest.raises(WarehouseLoadError, match=r"not in the lake: s3://.*/lake/deduped/session=2024-01-02/part-0.parquet"):
+        redshift.replace_window("prices", bars(JAN), JAN[0], JAN[-1], lake_prefix="lake/deduped")
+
+
+def test_tables_without_ts_are_staged_with_their_session(redshift, lake):
+    report = evaluate(RULES, bars(JAN, faults=("zeros",)), JAN, "deduped_prices")
+    redshift.replace_window("dq_report", report, JAN[0], JAN[-1], lake_prefix="lake/dq_report")
+    assert lake.list_files("warehouse/staging/dq_report") == [f"warehouse/staging/dq_report/{JAN[0]}_{JAN[-1]}.parquet"]
+    assert rows(redshift, "dq_report") == as_rows(report)
+    failing = report.filter(pc.invert(report["passed"])).drop_columns(["passed"])
+    assert failing.num_rows and rows(redshift, "dq_failures") == as_rows(failing)
+
+
+def test_redshift_table_ddl_runs_on_postgresql_without_its_keys(postgres_url):
+    create = ddl.create_table_sql("prices", bars(JAN).schema, "redshift")[0]
+    layout_clause = ddl.redshift_layout(bars(JAN).schema)
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute(create.removesuffix(layout_clause))
+    con.close()
+    assert warehouse_for_url(postgres_url).table_exists("prices")
+
+
+def test_redshift_needs_an_s3_lake_and_a_role(postgres_url, tmp_path):
+    local = RedshiftWarehouse(postgres_url, lake=LakeStorage(str(tmp_path)), iam_role=ROLE)
+    local.dialect = "postgresql"
+    with pytest.raises(WarehouseLoadError, match="needs an s3:// lake .* STOCK_ASSETS_REDSHIFT_IAM_ROLE"):
+        local.replace_window("prices", bars(JAN), JAN[0], JAN[-1])
+
+
+def test_a_redshift_url_goes_through_the_postgresql_driver(lake):
+    engine = warehouse_for_url("redshift://loader:pw@cluster.example:5439/dev", lake=lake, redshift_iam_role=ROLE)
+    assert isinstance(engine, RedshiftWarehouse) and engine.lake is lake and engine.iam_role == ROLE
+    assert engine.dsn() == "postgresql://loader:pw@cluster.example:5439/dev"
+    assert engine.describe() == "redshift://loader:***@cluster.example:5439/dev"
+    assert pa.types.is_date32(bars(JAN).schema.field("session").type)
