@@ -37,7 +37,7 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
         rows = meta.get("dagster/row_count") or meta.get("payloads")
         unit = "payloads" if "payloads" in meta else "rows"
         lines.append(f"  {mat.asset_key.to_user_string():<14} {rows.value if rows else '-':>8} {unit}")
-    skipped = {"redshift_table", "indicators"} - {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    skipped = {"redshift_table", "indicators", "dashboard"} - {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     for name in sorted(skipped):
         lines.append(f"  {name:<14} NOT LOADED (a blocking check failed or an upstream step failed)")
     lines.append("  checks:")
@@ -49,6 +49,10 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
     lines.append(f"  warehouse    {redact_url(settings.warehouse_url)}")
     lines.append("  try:         .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
                  f"{settings.home / 'warehouse.duckdb'}', read_only=True).sql('SELECT * FROM prices LIMIT 5'))\"")
+    pages = [e.step_materialization_data.materialization.metadata.get("path") for e in result.get_asset_materialization_events()
+             if e.asset_key.to_user_string() == "dashboard"]
+    if pages and pages[0]:
+        lines.append(f"  dashboard    {pages[0].value}   <- open it in a browser (works offline)")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import dagster as dg
 from stock_assets.alerts import AlertsResource
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
 from stock_assets.providers.resource import provider_resource
+from stock_assets.reports.resource import ReportsResource
 from stock_assets.settings import Settings
 from stock_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResource
 
@@ -27,6 +28,7 @@ def resources_for(settings: Settings) -> dict:
         "lake_io_manager": LakeIOManager(lake=lake),
         "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse, lake=lake),
         "provider": provider_resource(settings),
+        "reports": ReportsResource(directory=str(settings.home / "reports")),
         "alerts": AlertsResource(
             slack_webhook_url=dg.EnvVar("STOCK_ASSETS_SLACK_WEBHOOK_URL") if settings.slack_webhook_set else None,
             ui_url=settings.ui_url,

@@ -58,6 +58,8 @@ def test_run_entry_point_prints_the_summary(tmp_path):
     assert re.search(r"prices_not_null +passed", out)
     assert re.search(r"prices_fresh +passed", out)  # the last closed session is loaded
     assert str(tmp_path / "warehouse.duckdb") in out
+    page = tmp_path / "reports" / "dashboard.html"
+    assert out.rstrip().splitlines()[-1].startswith(f"  dashboard    {page}") and page.stat().st_size > 1_000_000
 
 
 def test_dagster_dev_serves_the_asset_graph(tmp_path):

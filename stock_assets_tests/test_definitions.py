@@ -5,7 +5,7 @@ import dagster as dg
 from stock_assets.definitions import defs
 from stock_assets.partitions import trading_sessions
 
-ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices"]
+ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices", "dashboard"]
 
 
 def test_the_seven_assets_are_wired_as_designed():
@@ -20,6 +20,7 @@ def test_the_seven_assets_are_wired_as_designed():
         "dq_report": ["deduped_prices", "lake_parquet"],
         "redshift_table": ["deduped_prices", "dq_report"],
         "indicators": ["redshift_table"],
+        "dashboard": ["dq_report", "indicators"],
         "published_prices": ["deduped_prices", "dq_report"],
     }
 

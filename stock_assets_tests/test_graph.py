@@ -27,7 +27,7 @@ def materialized(result) -> set[str]:
 def test_every_stage_lands_for_a_range(settings, instance):
     result = materialize_range(defs_for(settings), FIRST, LAST, instance)
     assert result.success
-    assert materialized(result) == {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices"}
+    assert materialized(result) == {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices", "dashboard"}
     sessions = sessions_between(settings.start, FIRST, LAST)
     assert len(sessions) == 21
     lake = LakeStorage(settings.lake_url)

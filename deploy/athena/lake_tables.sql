@@ -91,8 +91,26 @@ CREATE EXTERNAL TABLE IF NOT EXISTS indicators (
   `ts` timestamp,
   `interval` string,
   `sma_7` double,
+  `sma_20` double,
   `sma_30` double,
-  `pct_change` double
+  `sma_50` double,
+  `sma_200` double,
+  `ema_12` double,
+  `ema_26` double,
+  `macd` double,
+  `macd_signal` double,
+  `macd_hist` double,
+  `bb_upper` double,
+  `bb_middle` double,
+  `bb_lower` double,
+  `bb_pctb` double,
+  `bb_bandwidth` double,
+  `rsi_14` double,
+  `atr_14` double,
+  `pct_change` double,
+  `log_return` double,
+  `volatility_20` double,
+  `price_basis` string
 )
 PARTITIONED BY (`session` date)
 STORED AS PARQUET

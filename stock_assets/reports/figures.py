@@ -1,0 +1,91 @@
+"""The dashboard's charts: one Plotly figure, panels stacked on a shared time axis, and a
+symbol picker (a dropdown) that shows one symbol's traces at a time. The two heatmaps show
+every symbol and every check, whichever symbol is picked."""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from stock_assets.reports.data import ReportData
+
+PANELS = (
+    ("Price and moving averages", 3.0),
+    ("Bollinger Bands (20, 2σ)", 2.0),
+    ("Volume", 1.2),
+    ("Daily % change", 1.2),
+    ("MACD (12, 26, 9)", 1.6),
+    ("RSI 14", 1.2),
+    ("Volatility heatmap: 20-session annualized, symbol × session", 1.6),
+    ("Data quality: check × session (green passed, orange WARN failed, red ERROR failed)", 1.8),
+)
+LINES = {  # panel row -> (column, label, style)
+    1: [("price", "price", dict(width=2, color="#222")), ("sma_7", "SMA 7", {}), ("sma_30", "SMA 30", {}),
+        ("sma_50", "SMA 50", {}), ("sma_200", "SMA 200", {}), ("ema_12", "EMA 12", dict(dash="dot")),
+        ("ema_26", "EMA 26", dict(dash="dot"))],
+    2: [("bb_upper", "BB upper", dict(color="#7f7f7f")), ("bb_lower", "BB lower", dict(color="#7f7f7f")),
+        ("bb_middle", "BB middle (SMA 20)", dict(color="#1f77b4", dash="dot")), ("price", "price ", dict(color="#222"))],
+    5: [("macd", "MACD", dict(color="#1f77b4")), ("macd_signal", "signal", dict(color="#ff7f0e"))],
+    6: [("rsi_14", "RSI 14", dict(color="#9467bd"))],
+}  # fmt: skip
+DQ_COLORS = [[0, "#2ca02c"], [0.33, "#2ca02c"], [0.33, "#ff9f1c"], [0.67, "#ff9f1c"], [0.67, "#d62728"], [1, "#d62728"]]
+
+
+def _symbol_traces(df: pd.DataFrame, x: pd.Series, visible: bool) -> list[tuple[int, go.Scatter | go.Bar]]:
+    traces = []
+    for row, lines in LINES.items():
+        for column, label, style in lines:
+            fill = "tonexty" if column == "bb_lower" else None  # shade between the bands
+            traces.append((row, go.Scatter(x=x, y=df[column], name=label, line=style, visible=visible, fill=fill,
+                                           fillcolor="rgba(127,127,127,0.12)", legendgroup=str(row))))
+    change = 100 * df["pct_change"]
+    traces.append((3, go.Bar(x=x, y=df["volume"], name="volume", marker_color="#8c9fbf", visible=visible)))
+    traces.append((4, go.Bar(x=x, y=change, name="daily %", visible=visible,
+                             marker_color=np.where(change.fillna(0) >= 0, "#2ca02c", "#d62728"))))
+    traces.append((5, go.Bar(x=x, y=df["macd_hist"], name="histogram", marker_color="#aaa", visible=visible)))
+    return traces
+
+
+def _quality_grid(quality: pd.DataFrame) -> pd.DataFrame:
+    """check × session: 0 passed, 1 WARN failed, 2 ERROR failed (the worst over assets)."""
+    status = (~quality["passed"].astype(bool)) * quality["severity"].map({"ERROR": 2}).fillna(1)
+    return quality.assign(status=status).pivot_table(index="check_name", columns="session", values="status", aggfunc="max")
+
+
+def _colorbar_at(fig: go.Figure, row: int) -> dict:
+    low, high = fig.layout[f"yaxis{row}"].domain
+    return dict(y=(low + high) / 2, len=high - low, thickness=12, title="vol")
+
+
+def build_figure(data: ReportData) -> go.Figure:
+    fig = make_subplots(rows=len(PANELS), cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        subplot_titles=[title for title, _ in PANELS], row_heights=[h for _, h in PANELS])
+    owners = []  # the symbol each trace belongs to; None: shown for every symbol
+    x_column = "session" if data.interval == "1d" else "ts"
+    for i, symbol in enumerate(data.symbols):
+        df = data.bars[data.bars["symbol"] == symbol]
+        for row, trace in _symbol_traces(df, df[x_column], visible=i == 0):
+            fig.add_trace(trace, row=row, col=1)
+            owners.append(symbol)
+    last_per_session = data.bars.groupby(["symbol", "session"])["volatility_20"].last().unstack("session")
+    fig.add_trace(go.Heatmap(z=last_per_session.values, x=list(last_per_session.columns), y=list(last_per_session.index),
+                             colorscale="YlOrRd", colorbar=_colorbar_at(fig, 7), name="volatility",
+                             hovertemplate="%{y} %{x}<br>volatility %{z:.1%}<extra></extra>"), row=7, col=1)
+    owners.append(None)
+    if not data.quality.empty:
+        grid = _quality_grid(data.quality)
+        fig.add_trace(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), zmin=0, zmax=2,
+                                 colorscale=DQ_COLORS, showscale=False, xgap=1, ygap=1, name="data quality",
+                                 hovertemplate="%{y}<br>%{x}: %{z}<extra>0 passed, 1 WARN, 2 ERROR</extra>"), row=8, col=1)
+        owners.append(None)
+    for level in (30, 70):
+        fig.add_hline(y=level, row=6, col=1, line=dict(dash="dot", color="#999", width=1))
+    buttons = [dict(label=s, method="update", args=[{"visible": [o in (None, s) for o in owners]}]) for s in data.symbols]
+    fig.update_layout(
+        height=2300, hovermode="x unified", barmode="overlay", template="plotly_white",
+        margin=dict(l=60, r=30, t=70, b=40), legend=dict(orientation="h", y=1.02, x=0.25, yanchor="bottom"),
+        updatemenus=[dict(buttons=buttons, direction="down", x=0, xanchor="left", y=1.03, yanchor="bottom", showactive=True)],
+    )
+    fig.update_yaxes(title_text="%", row=4, col=1)
+    fig.update_yaxes(range=[0, 100], row=6, col=1)
+    return fig
