@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
-SESSIONS ?= 20
+SESSIONS ?= 60
 
 .PHONY: install instance run backfill dev test bench lint clean
 

@@ -36,15 +36,16 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
         meta = mat.metadata
         rows = meta.get("dagster/row_count") or meta.get("payloads")
         unit = "payloads" if "payloads" in meta else "rows"
-        lines.append(f"  {mat.asset_key.to_user_string():<14} {rows.value if rows else '-':>8} {unit}")
+        count = f"{rows.value:>8} {unit}" if rows else "     written"
+        lines.append(f"  {mat.asset_key.to_user_string():<18} {count}")
     skipped = {"redshift_table", "indicators", "dashboard"} - {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     for name in sorted(skipped):
-        lines.append(f"  {name:<14} NOT LOADED (a blocking check failed or an upstream step failed)")
+        lines.append(f"  {name:<18} NOT LOADED (a blocking check failed or an upstream step failed)")
     lines.append("  checks:")
     for ev in result.get_asset_check_evaluations():
         status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
         failing = ev.metadata.get("failing_rows")
-        lines.append(f"    {ev.check_name:<24} {status}" + (f": {failing.value} rows" if failing and not ev.passed else ""))
+        lines.append(f"    {ev.check_name:<28} {status}" + (f": {failing.value} rows" if failing and not ev.passed else ""))
     lines.append(f"  lake         {settings.lake_url}")
     lines.append(f"  warehouse    {redact_url(settings.warehouse_url)}")
     lines.append("  try:         .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stock_assets")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the whole graph for the most recent closed sessions")
-    run.add_argument("--sessions", type=int, default=20)
+    run.add_argument("--sessions", type=int, default=60)
     backfill = sub.add_parser("backfill", help="materialize the whole graph over START..END, in as few runs as fit")
     backfill.add_argument("--start", required=True)
     backfill.add_argument("--end", required=True)
