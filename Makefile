@@ -35,6 +35,9 @@ dev: install instance
 test: install
 	$(BIN)/python -m pytest
 
+bench: install
+	$(BIN)/python -m benchmarks
+
 lint: install
 	$(BIN)/ruff check stock_assets stock_assets_tests
 

@@ -49,11 +49,16 @@ def main_interval(bars: pa.Table) -> str:
     return max(counts, key=lambda k: (counts[k], k == "1d"))
 
 
-def read_report_data(warehouse, last: dt.date, sessions: int) -> ReportData:
+def read_report_data(warehouse, last: dt.date, sessions: int, max_symbols: int | None = None) -> ReportData:
+    """The report's rows; past `max_symbols` only the first symbols (alphabetically) are kept:
+    a page (and its build time) for hundreds of symbols helps nobody."""
     first = session_offset(last, -(sessions - 1))
     bars = warehouse.query(BARS_SQL, [first, last])
     interval = main_interval(bars)
     bars = bars.filter(pc.equal(bars["interval"], interval))
+    if max_symbols is not None:
+        kept = pa.array(sorted(set(bars["symbol"].to_pylist()))[:max_symbols], pa.string())
+        bars = bars.filter(pc.is_in(bars["symbol"], value_set=kept))
     quality = warehouse.query(DQ_SQL, [first, last]) if warehouse.table_exists("dq_report") else pa.table({})
     frame = bars.to_pandas()
     frame["price"] = frame["adj_close"].fillna(frame["close"])

@@ -1,0 +1,169 @@
+"""The table on stdout and the JSON in benchmarks/results/latest.json: every measurement
+beside its goal (issue 9), pass or MISS, plus the machine it ran on."""
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from benchmarks.common import PG_URL, RESULTS, ROOT, SCALE
+
+GIB = 1024  # MiB
+PACKAGES = ("dagster", "dagster-postgres", "duckdb", "pyarrow", "numpy", "pandas", "TA-Lib", "psycopg2-binary", "SQLAlchemy",
+            "exchange_calendars", "plotly")
+
+
+def machine() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "machine": platform.machine(), "packages": versions, "bench_scale": SCALE}
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        import psycopg2
+
+        with psycopg2.connect(PG_URL, connect_timeout=5) as con, con.cursor() as cur:
+            cur.execute("SHOW server_version")
+            info["postgresql"] = cur.fetchone()[0]
+    except Exception as err:  # noqa: BLE001 - machine info is best effort
+        info.setdefault("postgresql", f"unavailable: {type(err).__name__}")
+    return info
+
+
+def seconds(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+def rate(x: float) -> str:
+    return f"{x / 1e6:.2f} M rows/s" if x >= 1e6 else f"{x / 1e3:.0f} k rows/s"
+
+
+def mib(x: float) -> str:
+    return f"{x:,.0f} MiB"
+
+
+def row(item: str, what: str, value: str, goal: str = "", ok: bool | None = None) -> tuple:
+    return item, what, value, goal, "info" if ok is None else ("pass" if ok else "MISS")
+
+
+def rows_datapath(r: dict) -> list[tuple]:
+    out = [row("1", f"data path, {r['symbols']} sym x {r['sessions']} sessions = {r['bars']:,} bars", "", "")]
+    out.append(row("1", "  synthetic generation (not in totals)", seconds(r["generate_s"])))
+    for s in r["stages"]:
+        extra = " (extra)" if s["stage"] in ("publish", "dashboard") else ""
+        out.append(row("1", f"  {s['stage']}{extra}", f"{seconds(s['median_s'])} (x{len(s['seconds'])})  {rate(s['rows_per_s'])}  peak {mib(s['peak_rss_mib'])}"))
+    out.append(row("1", "  total, issue stages (raw..indicators)", seconds(r["core_total_s"]), "<= 20 s", r["core_total_s"] <= 20))
+    out.append(row("1", "  total, with publish + dashboard", seconds(r["all_total_s"])))
+    out.append(row("1", "  peak RSS (largest stage process)", mib(r["peak_rss_mib"]), "<= 1,536 MiB", r["peak_rss_mib"] <= 1.5 * GIB))
+    return out
+
+
+def rows_backfill(r: dict) -> list[tuple]:
+    out = [row("2", f"orchestrated backfill, one run, {r['symbols']} sym x {r['sessions']} sessions", "")]
+    for storage, label in (("sqlite", "SQLite (default)"), ("postgres", "PostgreSQL, batch 1000")):
+        m = r.get(storage, {})
+        if "error" in m:
+            out.append(row("2", f"  {label}", f"ERROR {m['error'][:60]}", "<= 1.2 x floor", False))
+            continue
+        ours, floor = m["ours"], m["floor"]
+        ok = ours["success"] and floor["success"]
+        out.append(row("2", f"  {label}: floor / ours", f"{seconds(floor['median_s'])} / {seconds(ours['median_s'])}"
+                       f"  ({floor['events'][0]:,} / {ours['events'][0]:,} events)" + ("" if ok else "  RUN FAILED")))
+        out.append(row("2", f"  {label}: ours / floor", f"{m['ratio']:.2f} x", "<= 1.2", ok and m["ratio"] <= 1.2))
+        for name, x in (("floor", floor), ("ours", ours)):
+            p = x.get("phases", {})
+            out.append(row("2", f"    {name}: planned events / steps / other", f"{p.get('planning', 0):.1f} / {p.get('steps', 0):.1f} / {p.get('other', 0):.1f} s"))
+        dash = ours.get("steps", {}).get("dashboard", 0.0)
+        out.append(row("2", "    ours without its dashboard step / floor", f"{(ours['median_s'] - dash) / floor['median_s']:.2f} x  (dashboard {seconds(dash)})"))
+    return out
+
+
+def rows_incremental(r: dict) -> list[tuple]:
+    a, b = r["1y"], r["10y"]
+    return [
+        row("3", f"incremental day {r['new_session']}, {r['symbols']} sym, whole graph, one run (median of {len(r['1y']['seconds'])} / {len(r['10y']['seconds'])})", ""),
+        row("3", f"  {a['history_sessions']} sessions behind / {b['history_sessions']} behind",
+            f"{seconds(a['median_s'])} / {seconds(b['median_s'])}" + ("" if a["success"] and b["success"] else "  RUN FAILED")),
+        row("3", "  ratio 10 y / 1 y", f"{r['ratio']:.2f} x", "<= 1.2", r["ratio"] <= 1.2 and a["success"] and b["success"]),
+        row("3", "  steps without the dashboard: 1 y / 10 y", f"{without(a):.2f} s / {without(b):.2f} s  ({without(b) / without(a):.2f} x)"),
+        row("3", "  the dashboard step: 1 y / 10 y", f"{a['steps'].get('dashboard', 0):.2f} s / {b['steps'].get('dashboard', 0):.2f} s"),
+    ]
+
+
+def without(run: dict, step: str = "dashboard") -> float:
+    return sum(v for k, v in run.get("steps", {}).items() if k != step)
+
+
+def rows_overhead(r: dict) -> list[tuple]:
+    return [
+        row("4", f"one session from the CLI, {r['symbols']} sym, {r['session']}", ""),
+        row("4", f"  CLI wall (median of {len(r['cli_seconds'])})", f"{seconds(r['cli_s'])}  (run {seconds(r['run_s'])}, outside the run {seconds(r['outside_run_s'])})"),
+        row("4", "  in the run: steps / dashboard step / the rest", f"{r['run_phases']['steps']:.2f} / {r['run_steps'].get('dashboard', 0):.2f} / "
+            f"{r['run_s'] - r['run_phases']['steps']:.2f} s"),
+        row("4", "  `import stock_assets.definitions` alone", seconds(r["import_s"])),
+        row("4", "  same work as plain functions", seconds(r["plain_s"])),
+        row("4", "  CLI - plain functions", seconds(r["overhead_s"]), "<= 3 s", r["overhead_s"] <= 3),
+    ]
+
+
+def rows_loader(r: dict) -> list[tuple]:
+    if "error" in r:
+        return [row("5", "warehouse load (benchmarks/warehouse_load.py)", r["error"][:80], ">= 10 x ORM", False)]
+    return [
+        row("5", f"PostgreSQL load, {r['rows']:,} bars: ours / ORM bulk save", f"{rate(r['loader_rows_per_s'])} / {rate(r['orm_rows_per_s'])}"),
+        row("5", "  speedup", f"{r['speedup']:.1f} x", ">= 10 x", r["speedup"] >= 10),
+    ]
+
+
+def rows_indicators(r: dict) -> list[tuple]:
+    return [
+        row("6", f"indicators, {r['rows']:,} bars: ours / TA-Lib loop / pandas",
+            f"{rate(r['ours']['rows_per_s'])} / {rate(r['talib_loop']['rows_per_s'])} / {rate(r['pandas']['rows_per_s'])}"),
+        row("6", "  ours / TA-Lib loop", f"{r['ratio_vs_talib_loop']:.2f} x", ">= 0.5 x", r["ratio_vs_talib_loop"] >= 0.5),
+        row("6", "  ours / pandas rolling+ewm", f"{r['ratio_vs_pandas']:.2f} x"),
+    ]
+
+
+def rows_intraday(r: dict) -> list[tuple]:
+    out = [row("7", f"intraday, {r['symbols']} sym x 1-min x {r['sessions']} sessions = {r['rows']:,} bars", "")]
+    out.append(row("7", "  generation (not in total)", seconds(r["generate_s"])))
+    out += [row("7", f"  {name}", f"{seconds(s['median_s'])}  {rate(s['rows_per_s'])}") for name, s in r["stages"].items()]
+    out.append(row("7", "  total / peak RSS", f"{seconds(r['total_s'])} / {mib(r['peak_rss_mib'])}"))
+    return out
+
+
+ROWS = {"datapath": rows_datapath, "backfill": rows_backfill, "incremental": rows_incremental, "overhead": rows_overhead,
+        "loader": rows_loader, "indicators": rows_indicators, "intraday": rows_intraday}
+
+
+def table(results: dict) -> str:
+    lines = []
+    for name, result in results.items():
+        if "error" in result and name != "loader":
+            lines.append(row(name, "ERROR", result["error"].splitlines()[0][:100], "", False))
+            continue
+        try:
+            lines += ROWS[name](result)
+        except (KeyError, TypeError) as err:
+            lines.append(row(name, "ERROR reading result", repr(err)[:100], "", False))
+    widths = [max(len(str(line[i])) for line in lines + [("#", "measurement", "value", "goal", "status")]) for i in range(5)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    header = fmt.format("#", "measurement", "value", "goal", "status")
+    return "\n".join([header, "-" * len(header)] + [fmt.format(*line) for line in lines])
+
+
+def write_json(results: dict, started: dt.datetime, wall_s: float) -> str:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "latest.json"
+    doc = {"started_at": started.isoformat(), "wall_s": wall_s, "machine": machine(), "results": results}
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    return str(path.relative_to(ROOT))
