@@ -117,11 +117,12 @@ def stage_publish(ctx: Ctx) -> int:
 
 
 def stage_dashboard(ctx: Ctx) -> int:
-    from stock_assets.defs.analytics import REPORT_SESSIONS
+    from stock_assets.defs import analytics
     from stock_assets.reports.data import read_report_data
     from stock_assets.reports.page import render, write_atomic
 
-    data = read_report_data(ctx.warehouse, ctx.sessions[-1], REPORT_SESSIONS)  # a bounded read, whatever the window
+    cap = getattr(analytics, "REPORT_SYMBOLS", None)  # as the asset reads: bounded sessions (and symbols)
+    data = read_report_data(ctx.warehouse, ctx.sessions[-1], analytics.REPORT_SESSIONS, *([cap] if cap else []))
     write_atomic(ctx.home / "reports" / "dashboard.html", render(data, dt.datetime.now(dt.UTC)))
     return len(data.bars)
 
