@@ -1,7 +1,8 @@
 """Item 4, run overhead: one session of the whole graph from the CLI a user types
 (`dagster asset materialize -m stock_assets.definitions --select '*' --partition <session>`,
 a fresh STOCK_ASSETS_HOME and DAGSTER_HOME each time) against the same work as plain
-functions (benchmarks/datapath.py, every stage including publish and dashboard).
+functions (benchmarks/datapath.py, every stage including publish and dashboard, plus the
+synthetic fetch that raw_prices does inside the run).
 
 The CLI wall time is split into what the instance records as the run (start to end) and the
 rest (interpreter, imports, loading the code location); the import alone is timed too.
@@ -76,12 +77,13 @@ def run() -> dict:
         plain = datapath.run(home, symbols, [session], repeats=REPEATS)
     finally:
         remove_home(home)
-    cli_s, run_s, plain_s = median(cli), median([r["run_s"] for r in runs]), plain["all_total_s"]
+    # raw_prices fetches inside the run; the plain path times the synthetic fetch apart (generate_s)
+    cli_s, run_s, plain_s = median(cli), median([r["run_s"] for r in runs]), plain["all_total_s"] + plain["generate_s"]
     return {
         "symbols": len(symbols), "session": session, "cli_seconds": cli, "cli_s": cli_s, "run_s": run_s,
         "outside_run_s": cli_s - run_s, "import_s": median(imports), "events": runs[0]["events"],
         "statuses": sorted({r["status"] for r in runs}), "run_steps": runs[-1]["steps"], "run_phases": runs[-1]["phases"],
-        "plain_s": plain_s, "plain_stages": plain["stages"],
+        "plain_s": plain_s, "plain_fetch_s": plain["generate_s"], "plain_stages": plain["stages"],
         "overhead_s": cli_s - plain_s,
     }
 
