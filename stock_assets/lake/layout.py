@@ -13,6 +13,7 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
@@ -97,7 +98,7 @@ def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date])
         rows = by_session.get(session)
         path = None
         if rows is not None:
-            moment = max(rows["ingested_at"].to_pylist())
+            moment = pc.max(rows["ingested_at"]).as_py()
             path = f"landing/{session}/{stamp(moment)}.csv"
             storage.write_bytes(path, to_landing_csv(rows))
             written.append(path)
