@@ -13,10 +13,9 @@ import re
 import pandas as pd
 import pyarrow as pa
 
-from stock_assets.providers.errors import (  # noqa: F401 - re-exported for callers of this module
+from stock_assets.providers.errors import (
     BadKeyError,
     BadSymbolError,
-    EmptyResultError,
     MalformedPayloadError,
     PremiumEndpointError,
     ProviderError,
