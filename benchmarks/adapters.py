@@ -32,10 +32,12 @@ def indicators_for_window(warehouse, first: dt.date, last: dt.date) -> pa.Table:
     return values.filter(pc.greater_equal(values["session"], pa.scalar(first, pa.date32())))
 
 
-def evaluate_window(lake, landing, deduped, previous, sessions, symbols, threshold) -> pa.Table:
+def evaluate_window(storage, lake, deduped, previous, sessions, symbols, threshold) -> pa.Table:
+    """What dq_report evaluates, the landing side read as the asset reads it."""
     from stock_assets.defs.quality import evaluate_window
 
-    return evaluate_window(lake, landing, deduped, previous, sessions, symbols, threshold)
+    landing_rows = layout.landing_rows_per_session(storage, sessions)
+    return evaluate_window(lake, landing_rows, deduped, previous, sessions, symbols, threshold)
 
 
 def fetch_synthetic(symbols: list[str], sessions: list[dt.date]) -> list:

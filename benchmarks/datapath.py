@@ -77,8 +77,7 @@ def stage_checks(ctx: Ctx) -> int:
     deduped = layout.read_sessions(ctx.storage, "lake/deduped", ctx.sessions)
     before = session_offset(ctx.sessions[0], -1)
     previous = layout.read_sessions(ctx.storage, "lake/deduped", [before] if before < ctx.sessions[0] else [])
-    landing = layout.read_landing(ctx.storage, ctx.sessions)
-    report = evaluate_window(lake, landing, deduped, previous, ctx.sessions, ctx.symbols, ctx.jump_threshold)
+    report = evaluate_window(ctx.storage, lake, deduped, previous, ctx.sessions, ctx.symbols, ctx.jump_threshold)
     n, schema = report.num_rows, report.schema
     report = report.set_column(schema.get_field_index("run_id"), "run_id", pa.array(["bench"] * n, pa.string()))
     at = schema.field("checked_at").type

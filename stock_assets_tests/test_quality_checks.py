@@ -16,7 +16,7 @@ from stock_assets.lake.landing_format import from_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 from stock_assets.transforms.dedup import dedupe_latest
-from stock_assets.transforms.quality_window import jumps, partial_bars
+from stock_assets.transforms.quality_window import jumps, partial_bars, rows_per_session
 from stock_assets_tests.conftest import defs_for, fixture_bytes, with_faults
 
 FIRST, LAST, MIDDLE = "2024-01-02", "2024-01-31", "2024-01-17"  # 21 sessions; the 11th is the middle
@@ -93,7 +93,7 @@ def test_recorded_market_data_raises_no_false_alarm():
     bars = recorded("AAPL", "IBM", "KO", "MSFT")
     sessions = sessions_between("2012-01-03", "2012-01-03", "2014-12-31")
     assert len(sessions) == 754 and dt.date(2012, 10, 29) not in sessions  # Hurricane Sandy
-    report = evaluate_window(bars, bars, dedupe_latest(bars), bars.slice(0, 0), sessions, ["AAPL", "IBM", "KO", "MSFT"], 0.25)
+    report = evaluate_window(bars, rows_per_session(bars), dedupe_latest(bars), bars.slice(0, 0), sessions, ["AAPL", "IBM", "KO", "MSFT"], 0.25)
     assert report.num_rows == 754 * 11
     assert report.filter(pc.invert(report["passed"])).num_rows == 0
 

@@ -35,15 +35,16 @@ class QualityConfig(dg.Config):
     jump_threshold: float = Settings.from_env().dq_jump_threshold  # |move| above this warns
 
 
-def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
-    """Every dq_report row of the window, run id and time left empty."""
+def evaluate_window(lake, landing_rows, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
+    """Every dq_report row of the window, run id and time left empty. `landing_rows`: rows in
+    landing per session (layout.landing_rows_per_session)."""
     cal = nyse_calendar(SETTINGS_START).schedule["close"]
     closes = {s: cal.loc[str(s)].to_pydatetime() for s in sessions}
     return pa.concat_tables(
         [
             evaluate(RULES, deduped, sessions, "deduped_prices"),
             evaluate((LAKE_DUPLICATES,), lake, sessions, "lake_parquet"),
-            reconcile("landing_rows_reconcile", "lake_parquet", sessions, rows_per_session(landing), rows_per_session(lake), ("landing rows", "lake rows")),
+            reconcile("landing_rows_reconcile", "lake_parquet", sessions, landing_rows, rows_per_session(lake), ("landing rows", "lake rows")),
             reconcile("deduped_rows_reconcile", "deduped_prices", sessions, rows_per_session(lake, distinct_keys=True), rows_per_session(deduped), ("lake keys", "deduped rows")),
             completeness(deduped, sessions, symbols, "deduped_prices"),
             partial_bars(deduped, sessions, closes, "deduped_prices"),
@@ -69,8 +70,8 @@ def dq_report(
     storage = lake.storage()
     before = session_offset(sessions[0], -1)
     previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [])
-    landing = layout.read_landing(storage, sessions)
-    report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
+    landing_rows = layout.landing_rows_per_session(storage, sessions)
+    report = evaluate_window(lake_parquet, landing_rows, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
     n = report.num_rows
     report = report.set_column(8, "run_id", pa.array([context.run_id] * n, pa.string()))
     report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))

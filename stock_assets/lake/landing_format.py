@@ -23,11 +23,30 @@ class LandingFormatError(ValueError):
     pass
 
 
+def utc_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """UTC timestamps as `2024-01-02 05:00:00.000000Z`, the CSV writer's own text for them, made
+    without the per-value time-zone lookup that takes most of its time."""
+    naive = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.timestamp("us"))
+    return pc.binary_join_element_wise(pc.cast(naive, pa.string()), "Z", "")
+
+
 def to_landing_csv(bars: pa.Table) -> bytes:
     table = bars.rename_columns(["date" if c == "session" else c for c in bars.column_names])
+    for name in ("ts", "ingested_at"):
+        table = table.set_column(table.column_names.index(name), name, utc_text(table[name]))
     buf = io.BytesIO()
     pacsv.write_csv(table.select(SEED_COLUMNS + EXTRA_COLUMNS), buf, pacsv.WriteOptions(quoting_header="none"))
     return buf.getvalue()
+
+
+def landing_dates(body: bytes, name: str = "") -> pa.Array:
+    """The `date` column alone: what counting a file's rows per session needs, parsed as CSV
+    (quotes and all) at a fraction of a full parse's cost."""
+    options = pacsv.ConvertOptions(include_columns=["date"], column_types={"date": pa.date32()})
+    try:
+        return pacsv.read_csv(io.BytesIO(body), convert_options=options)["date"].combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as err:
+        raise LandingFormatError(f"{name or 'CSV'}: cannot read its dates: {err}") from err
 
 
 def from_landing_csv(body: bytes, *, source: str, ingested_at: dt.datetime, interval: str = "1d", name: str = "") -> pa.Table:

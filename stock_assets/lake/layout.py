@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from stock_assets.lake.landing_format import from_landing_csv, to_landing_csv
+from stock_assets.lake.landing_format import from_landing_csv, landing_dates, to_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
@@ -93,28 +93,39 @@ def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_pr
 
 def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> list[str]:
     by_session = split_by_session(bars)
-    written = []
-    for session in sessions:
+
+    def write(session: dt.date) -> str | None:
         rows = by_session.get(session)
         path = None
         if rows is not None:
-            moment = pc.max(rows["ingested_at"]).as_py()
-            path = f"landing/{session}/{stamp(moment)}.csv"
+            path = f"landing/{session}/{stamp(pc.max(rows['ingested_at']).as_py())}.csv"
             storage.write_bytes(path, to_landing_csv(rows))
-            written.append(path)
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
-    return written
+        return path
+
+    return [path for path in storage.map(write, sessions) if path]
 
 
 def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
-    tables = []
-    for session in sessions:
-        for path in storage.list_files(f"landing/{session}"):
-            name = path.rsplit("/", 1)[1].removesuffix(".csv")
-            moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
-            tables.append(from_landing_csv(storage.read_bytes(path), source="landing", ingested_at=moment, name=storage.uri(path)))
+    def read(path: str) -> pa.Table:
+        name = path.rsplit("/", 1)[1].removesuffix(".csv")
+        moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
+        return from_landing_csv(storage.read_bytes(path), source="landing", ingested_at=moment, name=storage.uri(path))
+
+    paths = [path for found in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in found]
+    tables = storage.map(read, paths)
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
+
+
+def landing_rows_per_session(storage: LakeStorage, sessions: list[dt.date]) -> dict[dt.date, int]:
+    """Rows in landing per session (by each row's date), without parsing the rest of each row."""
+    paths = [path for found in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in found]
+    dates = storage.map(lambda path: landing_dates(storage.read_bytes(path), storage.uri(path)), paths)
+    if not dates:
+        return {}
+    counts = pc.value_counts(pa.chunked_array(dates, pa.date32()).combine_chunks())
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
 
 
 # --- Hive-partitioned Parquet --------------------------------------------------------------
@@ -126,15 +137,15 @@ def session_path(prefix: str, session: dt.date) -> str:
 def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
     """One Parquet file per session of the window; the session lives in the path only."""
     by_session = split_by_session(table)
-    written = []
-    for session in sessions:
-        path = session_path(prefix, session)
-        rows = by_session.get(session)
+
+    def write(session: dt.date) -> str | None:
+        path, rows = session_path(prefix, session), by_session.get(session)
         if rows is not None:
             storage.write_parquet(path, rows.drop_columns(["session"]))
-            written.append(path)
         _replace_folder(storage, f"{prefix}/session={session}", keep=path if rows is not None else None)
-    return written
+        return path if rows is not None else None
+
+    return [path for path in storage.map(write, sessions) if path]
 
 
 def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA) -> pa.Table:
