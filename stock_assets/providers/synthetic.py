@@ -8,11 +8,13 @@ like a real feed, and OHLC are consistent by construction.
 
 import datetime as dt
 import hashlib
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from stock_assets.lake.landing_format import from_landing_csv
 from stock_assets.partitions import nyse_calendar
@@ -27,10 +29,8 @@ def _seed(symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")
 
 
-def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
-    """Daily bars of `symbol` for `sessions` (NYSE sessions on or after EPOCH)."""
-    if not sessions:
-        return pd.DataFrame(columns=CSV_COLUMNS)
+def _positions(sessions: list[dt.date]) -> tuple[np.ndarray, pd.Index]:
+    """Each session's position since EPOCH, and its YYYY-MM-DD text."""
     all_sessions = nyse_calendar(EPOCH).sessions
     wanted = pd.DatetimeIndex(pd.to_datetime(sessions))
     if wanted.min() < all_sessions[0]:
@@ -38,6 +38,17 @@ def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
     idx = all_sessions.get_indexer(wanted)
     if (idx < 0).any():
         raise ValueError(f"not NYSE sessions: {list(wanted[idx < 0].date)}")
+    return idx, wanted.strftime("%Y-%m-%d")
+
+
+def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
+    """Daily bars of `symbol` for `sessions` (NYSE sessions on or after EPOCH)."""
+    if not sessions:
+        return pd.DataFrame(columns=CSV_COLUMNS)
+    return _walk(symbol, *_positions(sessions))
+
+
+def _walk(symbol: str, idx: np.ndarray, dates: pd.Index) -> pd.DataFrame:
     n = idx.max() + 1
     rng = np.random.default_rng(_seed(symbol))
     p0, sigma, base_volume = 20 + 280 * rng.random(), 0.008 + 0.012 * rng.random(), 10 ** (6 + 1.5 * rng.random())
@@ -54,7 +65,7 @@ def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "symbol": symbol,
-            "date": wanted.strftime("%Y-%m-%d"),
+            "date": dates,
             "open": o,
             "high": h,
             "low": l,
@@ -92,8 +103,8 @@ def inject_faults(frame: pd.DataFrame, faults: tuple[str, ...], symbols: list[st
         frame = frame[frame["date"] != dates[len(dates) // 2]]
     if "missing_symbol" in faults and len(symbols) > 1:
         frame = frame[frame["symbol"] != symbols[-1]]
-    if "duplicates" in faults:
-        frame = pd.concat([frame, frame[target]], ignore_index=True)
+    if "duplicates" in faults:  # the target again, on what the faults above left of the frame
+        frame = pd.concat([frame, frame[(frame["symbol"] == symbols[0]) & (frame["date"] == dates[-1])]], ignore_index=True)
     return frame
 
 
@@ -109,12 +120,14 @@ class SyntheticProvider:
         if interval != "1d":
             raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
         ingested_at = dt.datetime.now(dt.UTC)
-        frame = pd.concat([synthetic_bars(s, sessions) for s in symbols], ignore_index=True)
+        positions = _positions(sessions)
+        frame = pd.concat([_walk(s, *positions) for s in symbols], ignore_index=True)
         frame = inject_faults(frame, self.faults, symbols)
+        by_symbol = dict(tuple(frame.groupby("symbol", sort=False)))
         result = FetchResult()
         for symbol in symbols:
-            rows = frame[frame["symbol"] == symbol]
-            if rows.empty:  # like a provider that answers with no bars
+            rows = by_symbol.get(symbol)
+            if rows is None:  # like a provider that answers with no bars
                 result.failures[symbol] = "no bars returned (synthetic fault missing_symbol)"
                 continue
             result.payloads.append(
@@ -126,10 +139,17 @@ class SyntheticProvider:
                     last_session=sessions[-1],
                     ingested_at=ingested_at,
                     extension="csv",
-                    body=rows.to_csv(index=False, columns=CSV_COLUMNS).encode(),
+                    body=_csv(rows),
                 )
             )
         return result
+
+
+def _csv(rows: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    table = pa.Table.from_pandas(rows[CSV_COLUMNS], preserve_index=False)
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed", quoting_header="none"))
+    return buf.getvalue()
 
 
 def parse_synthetic(payload: RawPayload) -> pa.Table:
