@@ -161,7 +161,7 @@ def free_port() -> int:
 def test_the_code_location_image_command_serves_the_definitions_from_the_copied_files(tmp_path):
     """deploy/Dockerfile's COPY lines laid out as in the image and its CMD run (on loopback): the
     gRPC server loads stock_assets.definitions from those files alone. The package on PYTHONPATH
-    stands in for the image's editable install; Docker itself is not run."""
+    stands in for the image's install; Docker itself is not run."""
     from dagster._grpc.client import DagsterGrpcClient
     from dagster._serdes import deserialize_value
     from dagster._utils.error import SerializableErrorInfo
@@ -262,7 +262,7 @@ def test_both_images_install_the_same_dagster_release_with_its_integrations():
     assert re.fullmatch(r"DAGSTER_LIBS_VERSION=0\.29\.\d+", code["ARG"][1])
     for package in ("dagster", "dagster-webserver", "dagster-postgres", "dagster-aws", "dagster-docker"):
         assert f'"{package}==' in " ".join(host["RUN"]), package
-    assert any(run.startswith("pip install --no-cache-dir -e . ") for run in code["RUN"])  # editable: see its comment
+    assert any(run.startswith("pip install --no-cache-dir . ") for run in code["RUN"])  # the project itself
 
 
 def test_the_workspace_points_at_the_code_location_service():

@@ -60,13 +60,18 @@ def _colorbar_at(fig: go.Figure, row: int) -> dict:
 def build_figure(data: ReportData) -> go.Figure:
     fig = make_subplots(rows=len(PANELS), cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         subplot_titles=[title for title, _ in PANELS], row_heights=[h for _, h in PANELS])
-    owners = []  # the symbol each trace belongs to; None: shown for every symbol
+    owners, placed = [], []  # the symbol each trace belongs to (None: shown for every symbol); its traces
     x_column = "session" if data.interval == "1d" else "ts"
-    for i, symbol in enumerate(data.symbols):
-        df = data.bars[data.bars["symbol"] == symbol]
-        for row, trace in _symbol_traces(df, df[x_column], visible=i == 0):
-            fig.add_trace(trace, row=row, col=1)
+    # Fixed-width text or datetime64, not Python objects: plotly deep-copies every array it is
+    # given, element by element for objects.
+    x_all = (data.bars[x_column].astype(str).to_numpy().astype("U10") if x_column == "session"
+             else pd.to_datetime(data.bars[x_column]).to_numpy())
+    for i, (symbol, rows) in enumerate(sorted(data.bars.groupby("symbol").indices.items())):
+        df = data.bars.iloc[rows]
+        for row, trace in _symbol_traces(df, x_all[rows], visible=i == 0):
+            placed.append((row, trace))
             owners.append(symbol)
+    fig.add_traces([t for _, t in placed], rows=[r for r, _ in placed], cols=1)  # one call: add_trace per trace is quadratic
     last_per_session = data.bars.groupby(["symbol", "session"])["volatility_20"].last().unstack("session")
     fig.add_trace(go.Heatmap(z=last_per_session.values, x=list(last_per_session.columns), y=list(last_per_session.index),
                              colorscale="YlOrRd", colorbar=_colorbar_at(fig, 7), name="volatility",
