@@ -1,7 +1,8 @@
 """Item 2, the orchestrated backfill: the whole graph over a session range in ONE run
 (stock_assets.cli.materialize_range), beside the floor (benchmarks/floor.py) on the same
 kind of instance: the default SQLite storage, and PostgreSQL storage with
-DAGSTER_EVENT_BATCH_SIZE=1000. Every measurement gets a fresh home, a fresh instance and,
+DAGSTER_EVENT_BATCH_SIZE=1000, and the same with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS
+(one planned event per asset for the run's range, not one per (asset, session)). Every measurement gets a fresh home, a fresh instance and,
 for PostgreSQL, a throwaway database.
 
 The child (`child`) is also what item 3 uses to time one-session runs.
@@ -29,6 +30,11 @@ from benchmarks.common import (
 )
 
 MODES = ("floor", "ours")
+STORAGES = {  # name -> extra environment of the child
+    "sqlite": None,
+    "postgres": {"DAGSTER_EVENT_BATCH_SIZE": "1000"},
+    "postgres_subset": {"DAGSTER_EVENT_BATCH_SIZE": "1000", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"},
+}
 
 
 def child(mode: str, first: str, last: str, runs: int = 1, budget_s: float = 0) -> dict:
@@ -112,7 +118,7 @@ def measure(mode: str, storage: str, symbols: list[str], first: str, last: str) 
         if storage == "sqlite":
             return run_child("backfill", {"mode": mode, "first": first, "last": last}, child_env(home, symbols))
         with throwaway_database() as url:
-            env = child_env(home, symbols, {"storage": {"postgres": {"postgres_url": url}}}, DAGSTER_EVENT_BATCH_SIZE="1000")
+            env = child_env(home, symbols, {"storage": {"postgres": {"postgres_url": url}}}, **STORAGES[storage])
             return run_child("backfill", {"mode": mode, "first": first, "last": last}, env)
     finally:
         remove_home(home)
@@ -122,7 +128,7 @@ def run() -> dict:
     symbols = universe(scaled(500))
     sessions = sessions_after("2024-01-02", scaled(252))
     out = {"symbols": len(symbols), "sessions": len(sessions), "bars": len(symbols) * len(sessions), "start": START}
-    for storage in ("sqlite", "postgres"):
+    for storage in STORAGES:
         try:
             runs = {mode: measure(mode, storage, symbols, sessions[0], sessions[-1]) for mode in MODES}
         except Exception as err:  # noqa: BLE001 - one storage failing must not lose the other

@@ -69,7 +69,9 @@ def rows_datapath(r: dict) -> list[tuple]:
 
 def rows_backfill(r: dict) -> list[tuple]:
     out = [row("2", f"orchestrated backfill, one run, {r['symbols']} sym x {r['sessions']} sessions", "")]
-    for storage, label in (("sqlite", "SQLite (default)"), ("postgres", "PostgreSQL, batch 1000")):
+    labels = (("sqlite", "SQLite (default)"), ("postgres", "PostgreSQL, batch 1000"),
+              ("postgres_subset", "PostgreSQL, batch 1000, range planned events"))
+    for storage, label in labels:
         m = r.get(storage, {})
         if "error" in m:
             out.append(row("2", f"  {label}", f"ERROR {m['error'][:60]}", "<= 1.2 x floor", False))
