@@ -40,6 +40,13 @@ def evaluate_window(storage, lake, deduped, previous, sessions, symbols, thresho
     return evaluate_window(lake, landing_rows, deduped, previous, sessions, symbols, threshold)
 
 
+def publish_window(storage, sessions) -> int:
+    """What published_prices does: the window's deduped files copied to a snapshot; its rows."""
+    from stock_assets.defs.publish import publish_window
+
+    return publish_window(storage, sessions, dt.datetime.now(dt.UTC), "bench")["rows"]
+
+
 def fetch_synthetic(symbols: list[str], sessions: list[dt.date]) -> list:
     """Raw payloads of the synthetic provider (one CSV per symbol), as raw_prices gets them."""
     return SyntheticProvider().fetch(symbols, sessions, "1d").payloads
@@ -54,5 +61,5 @@ def synthetic_table(symbols: list[str], sessions: list[dt.date]) -> pa.Table:
     return parse_payloads(fetch_synthetic(symbols, sessions))
 
 
-__all__ = ["compute_indicators", "evaluate_window", "fetch_synthetic", "indicators_for_window", "layout", "parse_payloads",
+__all__ = ["compute_indicators", "evaluate_window", "fetch_synthetic", "indicators_for_window", "layout", "parse_payloads", "publish_window",
            "synthetic_table"]

@@ -101,3 +101,59 @@ def test_an_interrupted_write_leaves_no_visible_file(lake):
     assert lake.list_files("lake") == []
     everything = lake.fs.get_file_info(pafs.FileSelector(lake.path("lake"), recursive=True, allow_not_found=True))
     assert [i.path for i in everything if i.type == pafs.FileType.File] == []  # no temp file left either
+
+
+def test_the_io_manager_hands_a_run_what_a_read_of_the_lake_returns(lake, bars):
+    """Within a run the Parquet window just written is handed on in memory; it must be exactly
+    what reading the lake gives (a fresh IO manager, as another process of the run would have)."""
+    import dagster as dg
+
+    from stock_assets.lake.io_manager import LakeIOManager, LakeResource
+
+    shuffled = bars.take(pa.array(list(range(bars.num_rows))[::-1]))  # the asset's own row order
+    extra = shuffled.slice(0, 2).set_column(1, "session", pa.array([dt.date(2024, 3, 11)] * 2, pa.date32()))
+    output = pa.concat_tables([shuffled, extra])  # rows outside the window are neither written nor handed on
+    keys = [str(s) for s in SESSIONS]
+    partitions, window = dg.StaticPartitionsDefinition(keys), dg.PartitionKeyRange(keys[0], keys[-1])
+    metadata = {"lake_path": "lake/prices"}
+    upstream = dg.build_output_context(asset_key="lake_parquet", definition_metadata=metadata)
+
+    def input_context():
+        return dg.build_input_context(asset_key="lake_parquet", upstream_output=upstream, asset_partitions_def=partitions,
+                                      asset_partition_key_range=window)
+
+    run_manager = LakeIOManager(lake=LakeResource(url=lake.url))
+    run_manager.handle_output(dg.build_output_context(asset_key="lake_parquet", definition_metadata=metadata,
+                                                      asset_partitions_def=partitions, asset_partition_key_range=window), output)
+    handed = run_manager.load_input(input_context())
+    read = LakeIOManager(lake=LakeResource(url=lake.url)).load_input(input_context())
+    assert read.num_rows == bars.num_rows
+    assert handed.equals(read)
+    # Handed on, not read: with the files gone the run's own manager still answers.
+    for path in lake.list_files("lake/prices"):
+        lake.delete(path)
+    assert run_manager.load_input(input_context()).equals(read)
+
+
+def test_landing_is_handed_on_only_while_the_window_holds_just_the_files_written(lake, bars):
+    import dagster as dg
+
+    from stock_assets.lake.io_manager import LakeIOManager, LakeResource
+
+    keys = [str(s) for s in SESSIONS]
+    partitions, window = dg.StaticPartitionsDefinition(keys), dg.PartitionKeyRange(keys[0], keys[-1])
+    metadata = {"lake_path": "landing"}
+    upstream = dg.build_output_context(asset_key="landing_csv", definition_metadata=metadata)
+
+    def load(manager):
+        return manager.load_input(dg.build_input_context(asset_key="landing_csv", upstream_output=upstream,
+                                                         asset_partitions_def=partitions, asset_partition_key_range=window))
+
+    run_manager = LakeIOManager(lake=LakeResource(url=lake.url))
+    run_manager.handle_output(dg.build_output_context(asset_key="landing_csv", definition_metadata=metadata,
+                                                      asset_partitions_def=partitions, asset_partition_key_range=window), bars)
+    read = load(LakeIOManager(lake=LakeResource(url=lake.url)))
+    assert read.num_rows == bars.num_rows and load(run_manager).equals(read)
+    # A file another system dropped into the window meanwhile: the run reads the lake, drop included.
+    lake.write_bytes(f"landing/{SESSIONS[0]}/ext-0123.csv", to_landing_csv(bars.slice(0, 1)))
+    assert load(run_manager).num_rows == bars.num_rows + 1

@@ -10,6 +10,26 @@ import dagster as dg
 from stock_assets.defs.common import SESSION_PARTITIONED, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
+from stock_assets.lake.storage import LakeStorage
+
+
+def publish_window(storage: LakeStorage, sessions: list[dt.date], now: dt.datetime, run_id: str) -> dict:
+    """Copy the window's deduped files, as checked, to published/<stamp>/ and point LATEST at
+    them: the manifest."""
+    prefix = f"published/{layout.stamp(now)}"
+    files, rows = layout.copy_sessions(storage, "lake/deduped", prefix, sessions)
+    manifest = {
+        "published_at": now.isoformat(),
+        "prefix": prefix,
+        "window": [str(sessions[0]), str(sessions[-1])],
+        "rows": rows,
+        "files": files,
+        "run_id": run_id,
+    }
+    body = json.dumps(manifest, indent=2).encode()
+    storage.write_bytes(f"{prefix}/_manifest.json", body)
+    storage.write_bytes("published/LATEST", body)  # one atomic write: readers see old or new
+    return manifest
 
 
 @dg.asset(**SESSION_PARTITIONED, deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"parquet"})
@@ -17,26 +37,12 @@ def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     """The window's deduped bars as checked, under published/<timestamp>/; LATEST names the newest."""
     sessions = window_sessions(context)
     storage = lake.storage()
-    now = dt.datetime.now(dt.UTC)
-    prefix = f"published/{layout.stamp(now)}"
-    bars = layout.read_sessions(storage, "lake/deduped", sessions)
-    files = layout.write_sessions(storage, prefix, bars, sessions)
-    manifest = {
-        "published_at": now.isoformat(),
-        "prefix": prefix,
-        "window": [str(sessions[0]), str(sessions[-1])],
-        "rows": bars.num_rows,
-        "files": files,
-        "run_id": context.run_id,
-    }
-    body = json.dumps(manifest, indent=2).encode()
-    storage.write_bytes(f"{prefix}/_manifest.json", body)
-    storage.write_bytes("published/LATEST", body)  # one atomic write: readers see old or new
+    manifest = publish_window(storage, sessions, dt.datetime.now(dt.UTC), context.run_id)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": bars.num_rows,
-            "published": dg.MetadataValue.path(storage.uri(prefix)),
-            "files": len(files),
+            "dagster/row_count": manifest["rows"],
+            "published": dg.MetadataValue.path(storage.uri(manifest["prefix"])),
+            "files": len(manifest["files"]),
             "window": f"{sessions[0]}..{sessions[-1]}",
         }
     )

@@ -92,6 +92,12 @@ def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_pr
 
 
 def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> list[str]:
+    return write_landing_and_keep(storage, bars, sessions)[0]
+
+
+def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
+    """write_landing, and the window as read_landing will return it while the window's folders
+    hold only these files."""
     by_session = split_by_session(bars)
 
     def write(session: dt.date) -> str | None:
@@ -104,7 +110,12 @@ def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date])
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
         return path
 
-    return [path for path in storage.map(write, sessions) if path]
+    return [path for path in storage.map(write, sessions) if path], _window(by_session, sessions)
+
+
+def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
+    """Every file in the window's landing folders, ours and dropped ones, in session order."""
+    return [path for found in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in found]
 
 
 def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
@@ -113,15 +124,13 @@ def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
         moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
         return from_landing_csv(storage.read_bytes(path), source="landing", ingested_at=moment, name=storage.uri(path))
 
-    paths = [path for found in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in found]
-    tables = storage.map(read, paths)
+    tables = storage.map(read, landing_files(storage, sessions))
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
 
 def landing_rows_per_session(storage: LakeStorage, sessions: list[dt.date]) -> dict[dt.date, int]:
     """Rows in landing per session (by each row's date), without parsing the rest of each row."""
-    paths = [path for found in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in found]
-    dates = storage.map(lambda path: landing_dates(storage.read_bytes(path), storage.uri(path)), paths)
+    dates = storage.map(lambda path: landing_dates(storage.read_bytes(path), storage.uri(path)), landing_files(storage, sessions))
     if not dates:
         return {}
     counts = pc.value_counts(pa.chunked_array(dates, pa.date32()).combine_chunks())
@@ -136,7 +145,11 @@ def session_path(prefix: str, session: dt.date) -> str:
 
 def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
     """One Parquet file per session of the window; the session lives in the path only."""
-    by_session = split_by_session(table)
+    return write_split(storage, prefix, split_by_session(table), sessions)
+
+
+def write_split(storage: LakeStorage, prefix: str, by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> list[str]:
+    """write_sessions for a table already split (split_by_session)."""
 
     def write(session: dt.date) -> str | None:
         path, rows = session_path(prefix, session), by_session.get(session)
@@ -146,6 +159,32 @@ def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions:
         return path if rows is not None else None
 
     return [path for path in storage.map(write, sessions) if path]
+
+
+def write_and_keep(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
+    """write_sessions, and the window as read_sessions will return it (bars): the sessions in
+    order, each as its file holds it."""
+    by_session = split_by_session(table)
+    return write_split(storage, prefix, by_session, sessions), _window(by_session, sessions)
+
+
+def _window(by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> pa.Table:
+    kept = [by_session[s] for s in sessions if s in by_session]
+    return conform(pa.concat_tables(kept)) if kept else BAR_SCHEMA.empty_table()
+
+
+def copy_sessions(storage: LakeStorage, prefix: str, to: str, sessions: list[dt.date]) -> tuple[list[str], int]:
+    """The window's files under `prefix` copied byte for byte under `to`: (paths written, rows)."""
+    paths = [storage.path(session_path(prefix, s)) for s in sessions]
+    found = [storage.relative(i.path) for i in storage.fs.get_file_info(paths) if i.type == pafs.FileType.File]
+
+    def copy(path: str) -> tuple[str, int]:
+        target = to + path[len(prefix):]
+        storage.copy(path, target)
+        return target, storage.parquet_rows(target)
+
+    copied = storage.map(copy, found)
+    return [target for target, _ in copied], sum(rows for _, rows in copied)
 
 
 def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA) -> pa.Table:

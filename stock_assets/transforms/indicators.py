@@ -68,6 +68,12 @@ def _float(table: pa.Table, name: str) -> np.ndarray:
     return pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
 
 
+def _changes(column: pa.ChunkedArray) -> np.ndarray:
+    """True where a row's value differs from the row before (rows 1..n-1), in Arrow: no Python strings."""
+    values = column.combine_chunks()
+    return pc.fill_null(pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)), True).to_numpy(zero_copy_only=False)
+
+
 def compute_indicators(bars: pa.Table) -> pa.Table:
     """INDICATOR_SCHEMA rows, one per bar of `bars` (canonical bar columns; at least the keys,
     high, low and close), ordered by symbol, interval, ts."""
@@ -81,8 +87,7 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
     valid = (price > 0) & (close > 0) & (high > 0) & (low > 0)  # NaN compares False
     values = {name: np.full(n, np.nan) for name in VALUES}
 
-    symbol, interval = (bars[c].to_numpy(zero_copy_only=False) for c in ("symbol", "interval"))
-    starts = np.flatnonzero(np.r_[True, (symbol[1:] != symbol[:-1]) | (interval[1:] != interval[:-1])]) if n else []
+    starts = np.flatnonzero(np.r_[True, _changes(bars["symbol"]) | _changes(bars["interval"])]) if n else []
     for start, stop in zip(starts, [*starts[1:], n]):  # one slice per (symbol, interval) series
         rows = start + np.flatnonzero(valid[start:stop])
         if rows.size:
@@ -93,7 +98,7 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
 
     columns = [bars[k] for k in KEYS]
     columns += [pa.array(values[name], pa.float64(), mask=~np.isfinite(values[name])) for name in VALUES]
-    columns.append(pa.array(np.where(adjusted, "adj_close", "close"), pa.string()))
+    columns.append(pc.if_else(pa.array(adjusted), "adj_close", "close"))
     table = pa.Table.from_arrays(columns, names=list(KEYS) + list(VALUES) + ["price_basis"])
     return table.cast(INDICATOR_SCHEMA)
 
