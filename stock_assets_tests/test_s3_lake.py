@@ -3,6 +3,7 @@ bucket exactly as it lands in a local folder, DuckDB reads it, and a killed writ
 nothing half-written behind."""
 
 import dataclasses
+import json
 import signal
 import subprocess
 import sys
@@ -44,6 +45,9 @@ def test_the_whole_graph_on_s3_matches_the_local_lake(settings, s3_lake_url, ins
     assert keys[0] == "lake/deduped/session=2024-01-02/part-0.parquet" and len(keys) == 4 * 21
     assert len(bucket.list_files("landing")) == len(local.list_files("landing")) == 21
     assert len(bucket.list_files("raw")) == 3
+    latest = json.loads(bucket.read_bytes("published/LATEST"))  # the snapshot: server-side copies of the checked files
+    assert latest["rows"] == 3 * 21 and len(latest["files"]) == 21
+    assert bucket.read_bytes(latest["files"][0]) == bucket.read_bytes(keys[0])
     sessions = sessions_between(settings.start, FIRST, LAST)
     for prefix in ("lake/prices", "lake/deduped"):
         s3_rows, local_rows = (read_sessions(s, prefix, sessions).drop_columns(["ingested_at"]) for s in (bucket, local))
