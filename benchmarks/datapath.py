@@ -37,21 +37,17 @@ class Ctx:
     def window(self) -> tuple[dt.date, dt.date]:
         return self.sessions[0], self.sessions[-1]
 
-    def write_and_hand_on(self, prefix: str, table) -> None:
-        from benchmarks.adapters import layout
+    def store(self, prefix: str, table) -> None:
+        """What the run's lake IO manager does with an output: written, and handed on."""
+        from stock_assets.lake.io_manager import store_window
 
-        self.handoff.put(prefix, self.sessions, *layout.write_and_keep(self.storage, prefix, table, self.sessions))
+        store_window(self.handoff, self.storage, prefix, table, self.sessions)
 
     def load(self, prefix: str):
         """What the run's lake IO manager loads: the window handed on, or else read from the lake."""
-        from benchmarks.adapters import layout
+        from stock_assets.lake.io_manager import load_window
 
-        handed = self.handoff.get(prefix, self.sessions, self.storage)
-        if handed is not None:
-            return handed
-        if prefix == "landing":
-            return layout.read_landing(self.storage, self.sessions)
-        return layout.read_sessions(self.storage, prefix, self.sessions)
+        return load_window(self.handoff, self.storage, prefix, self.sessions)
 
 
 def stage_raw(ctx: Ctx) -> int:
@@ -70,13 +66,13 @@ def stage_landing(ctx: Ctx) -> int:
     bars = parse_payloads(layout.read_raw(ctx.storage, *ctx.window, exact=True))
     first, last = ctx.window
     bars = bars.filter(pc.and_(pc.greater_equal(bars["session"], first), pc.less_equal(bars["session"], last)))
-    ctx.handoff.put("landing", ctx.sessions, *layout.write_landing_and_keep(ctx.storage, bars, ctx.sessions))
+    ctx.store("landing", bars)
     return bars.num_rows
 
 
 def stage_lake(ctx: Ctx) -> int:
     bars = ctx.load("landing")
-    ctx.write_and_hand_on("lake/prices", bars)
+    ctx.store("lake/prices", bars)
     return bars.num_rows
 
 
@@ -84,7 +80,7 @@ def stage_dedup(ctx: Ctx) -> int:
     from stock_assets.transforms.dedup import dedupe_latest
 
     lake = ctx.load("lake/prices")
-    ctx.write_and_hand_on("lake/deduped", dedupe_latest(lake))
+    ctx.store("lake/deduped", dedupe_latest(lake))
     return lake.num_rows
 
 

@@ -48,18 +48,41 @@ class Handoff:
         self.max_bytes, self.windows = max_bytes, {}
 
     def put(self, where: str, sessions: list[dt.date], paths: list[str], table: pa.Table) -> None:
-        key = (where, sessions[0], sessions[-1])
+        key, size = (where, sessions[0], sessions[-1]), table.nbytes  # nbytes walks every chunk: once
         self.windows.pop(key, None)
-        while self.windows and sum(t.nbytes for _, t in self.windows.values()) + table.nbytes > self.max_bytes:
+        while self.windows and sum(n for _, _, n in self.windows.values()) + size > self.max_bytes:
             self.windows.pop(next(iter(self.windows)))
-        if table.nbytes <= self.max_bytes:
-            self.windows[key] = (paths, table)
+        if size <= self.max_bytes:
+            self.windows[key] = (paths, table, size)
 
     def get(self, where: str, sessions: list[dt.date], storage: LakeStorage) -> pa.Table | None:
-        paths, table = self.windows.get((where, sessions[0], sessions[-1]), (None, None))
+        paths, table, _ = self.windows.get((where, sessions[0], sessions[-1]), (None, None, 0))
         if table is not None and where == "landing" and layout.landing_files(storage, sessions) != paths:
             return None  # files dropped into landing since (ext-*): read them all
         return table
+
+
+def store_window(handoff: Handoff, storage: LakeStorage, where: str, obj, sessions: list[dt.date]) -> list[str]:
+    """Write an asset's window where `where` says; landing and Parquet windows are handed on too."""
+    if where == "raw":
+        return layout.write_raw(storage, obj, sessions[0], sessions[-1])
+    if where == "landing":
+        paths, kept = layout.write_landing_and_keep(storage, obj, sessions)
+    else:
+        paths, kept = layout.write_and_keep(storage, where, obj, sessions)
+    handoff.put(where, sessions, paths, kept)
+    return paths
+
+
+def load_window(handoff: Handoff, storage: LakeStorage, where: str, sessions: list[dt.date]):
+    """An input's window: handed on when the run holds it, else read from the lake."""
+    if where == "raw":
+        return layout.read_raw(storage, sessions[0], sessions[-1])
+    if (handed := handoff.get(where, sessions, storage)) is not None:
+        return handed
+    if where == "landing":
+        return layout.read_landing(storage, sessions)
+    return layout.read_sessions(storage, where, sessions)
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
@@ -68,26 +91,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         where = context.definition_metadata["lake_path"]
-        sessions, storage = _sessions(context), self.lake.storage()
-        if where == "raw":
-            paths = layout.write_raw(storage, obj, sessions[0], sessions[-1])
-        elif where == "landing":
-            paths, kept = layout.write_landing_and_keep(storage, obj, sessions)
-            self._handoff.put(where, sessions, paths, kept)
-        else:
-            paths, kept = layout.write_and_keep(storage, where, obj, sessions)
-            self._handoff.put(where, sessions, paths, kept)
+        storage = self.lake.storage()
+        paths = store_window(self._handoff, storage, where, obj, _sessions(context))
         context.add_output_metadata(
             {"files_written": len(paths), "lake_location": dg.MetadataValue.path(storage.uri(where))}
         )
 
     def load_input(self, context: dg.InputContext):
         where = context.upstream_output.definition_metadata["lake_path"]
-        sessions, storage = _sessions(context), self.lake.storage()
-        if where == "raw":
-            return layout.read_raw(storage, sessions[0], sessions[-1])
-        if (handed := self._handoff.get(where, sessions, storage)) is not None:
-            return handed
-        if where == "landing":
-            return layout.read_landing(storage, sessions)
-        return layout.read_sessions(storage, where, sessions)
+        return load_window(self._handoff, self.lake.storage(), where, _sessions(context))
