@@ -7,7 +7,6 @@ END time in older payloads and by their START time in newer ones. The canonical 
 
 import datetime as dt
 import io
-import json
 import re
 
 import pandas as pd
@@ -20,6 +19,7 @@ from stock_assets.providers.errors import (
     PremiumEndpointError,
     ProviderError,
     ThrottledError,
+    json_object,
 )
 from stock_assets.schema import conform, validate_symbol
 
@@ -88,12 +88,7 @@ def _decode(body: bytes, extension: str, symbol: str) -> dict | None:
         if not body.endswith(b"\n"):
             raise MalformedPayloadError(PROVIDER, symbol, "CSV body does not end with a newline: truncated")
         return None
-    try:
-        doc = json.loads(body)
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both
-        raise MalformedPayloadError(PROVIDER, symbol, f"body is not valid JSON (truncated?): {err}") from err
-    if not isinstance(doc, dict):
-        raise MalformedPayloadError(PROVIDER, symbol, f"JSON body is a {type(doc).__name__}, not an object")
+    doc = json_object(PROVIDER, symbol, body)
     if any(key.startswith("Time Series") for key in doc):
         if extension == "csv":
             raise MalformedPayloadError(PROVIDER, symbol, "JSON time series where CSV was asked")

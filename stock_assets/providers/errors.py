@@ -4,6 +4,7 @@ Every message reads "<provider> <symbol>: <detail>" and never carries an API key
 quoted from a provider body or URL go through `redact` first.
 """
 
+import json
 import re
 
 _KEY_PATTERN = re.compile(r"(?i)(api_?key[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+")
@@ -46,6 +47,17 @@ class PremiumEndpointError(ProviderError):
 
 class MalformedPayloadError(ProviderError):
     """Truncated or unparseable body, or a shape we do not know: permanent for this payload."""
+
+
+def json_object(provider: str, symbol: str, body: bytes) -> dict:
+    """A payload's JSON object, or a MalformedPayloadError naming provider and symbol."""
+    try:
+        doc = json.loads(body)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both
+        raise MalformedPayloadError(provider, symbol, f"body is not valid JSON (truncated?): {err}") from err
+    if not isinstance(doc, dict):
+        raise MalformedPayloadError(provider, symbol, f"JSON body is a {type(doc).__name__}, not an object")
+    return doc
 
 
 class EmptyResultError(ProviderError):

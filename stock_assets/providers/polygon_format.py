@@ -6,7 +6,6 @@ Pure: bytes in, Arrow out. `t` is epoch milliseconds UTC at the bar start. Daily
 """
 
 import datetime as dt
-import json
 import re
 
 import pandas as pd
@@ -19,6 +18,7 @@ from stock_assets.providers.errors import (  # noqa: F401 - re-exported for call
     PremiumEndpointError,
     ProviderError,
     ThrottledError,
+    json_object,
 )
 from stock_assets.schema import conform, validate_symbol
 
@@ -52,12 +52,7 @@ def parse_polygon(body: bytes, symbol: str, interval: str, ingested_at: dt.datet
 
 
 def _load(body: bytes, symbol: str) -> dict:
-    try:
-        doc = json.loads(body)
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both
-        raise MalformedPayloadError(PROVIDER, symbol, f"body is not valid JSON (truncated?): {err}") from err
-    if not isinstance(doc, dict):
-        raise MalformedPayloadError(PROVIDER, symbol, f"JSON body is a {type(doc).__name__}, not an object")
+    doc = json_object(PROVIDER, symbol, body)
     status = doc.get("status")
     message = str(doc.get("error") or doc.get("message") or "")
     if status == "NOT_AUTHORIZED":
