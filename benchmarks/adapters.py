@@ -36,8 +36,7 @@ def evaluate_window(storage, lake, deduped, previous, sessions, symbols, thresho
     """What dq_report evaluates, the landing side read as the asset reads it."""
     from stock_assets.defs.quality import evaluate_window
 
-    landing_rows = layout.landing_rows_per_session(storage, sessions)
-    return evaluate_window(lake, landing_rows, deduped, previous, sessions, symbols, threshold)
+    return evaluate_window(lake, layout.inspect_landing(storage, sessions), deduped, previous, sessions, symbols, threshold)
 
 
 def publish_window(storage, sessions) -> int:

@@ -131,7 +131,7 @@ def stage_dashboard(ctx: Ctx) -> int:
     from stock_assets.reports.page import render, write_atomic
 
     cap = getattr(analytics, "REPORT_SYMBOLS", None)  # as the asset reads: bounded sessions (and symbols)
-    data = read_report_data(ctx.warehouse, ctx.sessions[-1], analytics.REPORT_SESSIONS, *([cap] if cap else []))
+    data = read_report_data(ctx.warehouse, analytics.REPORT_SESSIONS, cap or None, last=ctx.sessions[-1])
     write_atomic(ctx.home / "reports" / "dashboard.html", render(data, dt.datetime.now(dt.UTC)))
     return len(data.bars)
 

@@ -28,13 +28,13 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
     lines = [f"stock_assets: {'succeeded' if result.success else 'FAILED'}, run {result.run_id}"]
     lines.append(f"  sessions     {first} .. {last} ({count})  provider={settings.provider} symbols={','.join(settings.symbols)}")
     seen = set()
-    for event in result.get_asset_materialization_events():  # one per (asset, session); same metadata
+    for event in result.get_asset_materialization_events():  # one per (asset, session); the window's totals on each
         mat = event.step_materialization_data.materialization
         if mat.asset_key in seen:
             continue
         seen.add(mat.asset_key)
         meta = mat.metadata
-        rows = meta.get("dagster/row_count") or meta.get("payloads")
+        rows = meta.get("window_rows") or meta.get("dagster/row_count") or meta.get("payloads")
         unit = "payloads" if "payloads" in meta else "rows"
         count = f"{rows.value:>8} {unit}" if rows else "     written"
         lines.append(f"  {mat.asset_key.to_user_string():<18} {count}")

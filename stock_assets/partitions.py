@@ -1,41 +1,31 @@
-"""Trading-session partitions: NYSE sessions (exchange_calendars XNYS), keyed YYYY-MM-DD."""
+"""Trading-session partitions: NYSE sessions (stock_assets.calendar), keyed YYYY-MM-DD."""
 
 import datetime as dt
-from functools import lru_cache
 
 import dagster as dg
-import exchange_calendars as xcals
 import pandas as pd
 
+from stock_assets import calendar
+from stock_assets.calendar import NY, nyse_calendar
 from stock_assets.settings import Settings
 
-NY = "America/New_York"
-
-
-@lru_cache
-def nyse_calendar(start: str) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start=start)
+__all__ = ["NY", "nyse_calendar", "trading_sessions", "trading_sessions_partitions"]
 
 
 def nyse_holidays(start: str) -> list[dt.datetime]:
-    """Weekdays on which NYSE holds no session (holidays and unscheduled closures)."""
-    cal = nyse_calendar(start)
-    weekdays = pd.bdate_range(cal.first_session, cal.last_session)
+    """Weekdays from `start` on which NYSE holds no session (holidays and unscheduled closures)."""
+    cal = nyse_calendar()
+    weekdays = pd.bdate_range(max(pd.Timestamp(start), cal.first_session), cal.last_session)
     return [d.to_pydatetime() for d in weekdays.difference(cal.sessions)]
 
 
 def sessions_between(start: str, first: str | dt.date, last: str | dt.date) -> list[dt.date]:
-    cal = nyse_calendar(start)
-    return [d.date() for d in cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))]
+    return [s for s in calendar.sessions_between(first, last) if s >= dt.date.fromisoformat(start)]
 
 
 def closed_sessions(start: str, count: int, now: pd.Timestamp | None = None) -> list[str]:
     """The `count` most recent sessions whose close has passed at `now`."""
-    cal = nyse_calendar(start)
-    now = now or pd.Timestamp.now(tz="UTC")
-    closes = cal.schedule["close"]
-    done = closes[closes <= now].index[-count:]
-    return [d.strftime("%Y-%m-%d") for d in done]
+    return calendar.closed_sessions(count, now, floor=start)
 
 
 def trading_sessions_partitions(start: str) -> dg.TimeWindowPartitionsDefinition:
@@ -56,7 +46,5 @@ trading_sessions = trading_sessions_partitions(SETTINGS_START)
 
 
 def session_offset(session: dt.date, count: int) -> dt.date:
-    """The session `count` sessions away, clamped to the calendar's first session."""
-    sessions = nyse_calendar(SETTINGS_START).sessions
-    i = sessions.get_loc(pd.Timestamp(session)) + count
-    return sessions[max(i, 0)].date()
+    """The session `count` sessions away, clamped to the partitions' first session."""
+    return calendar.session_offset(session, count, floor=SETTINGS_START)

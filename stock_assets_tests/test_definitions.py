@@ -40,6 +40,7 @@ def test_error_checks_gate_the_warehouse_and_warnings_do_not():
         "prices_positive": True,
         "prices_ohlc_consistent": True,
         "prices_unique_keys": True,
+        "landing_files_intact": True,
         "landing_rows_reconcile": True,
         "deduped_rows_reconcile": True,
         "volume_nonzero": False,
@@ -48,4 +49,5 @@ def test_error_checks_gate_the_warehouse_and_warnings_do_not():
         "prices_final_bars": False,
         "prices_no_unexplained_jumps": False,
     }
-    assert {s.name: s.blocking for s in defs.resolve_assets_def("redshift_table").check_specs} == {"warehouse_rows_reconcile": True}
+    assert {s.name: s.blocking for s in defs.resolve_assets_def("redshift_table").check_specs} == {"warehouse_rows_reconcile": True, "prices_no_history_gaps": False}
+    assert {s.name: s.blocking for s in defs.resolve_assets_def("landing_csv").check_specs} == {"landing_bars_accounted": True}

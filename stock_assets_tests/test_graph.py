@@ -34,7 +34,7 @@ def test_every_stage_lands_for_a_range(settings, instance):
 
     raw = lake.list_files(f"raw/{FIRST}_{LAST}")
     assert [p.split("__")[2] for p in raw] == sorted(SYMBOLS)
-    landing = lake.list_files("landing")
+    landing = [p for p in lake.list_files("landing") if p.endswith(".csv")]  # beside each, its record _<file>.json
     assert sorted({p.split("/")[1] for p in landing}) == [str(s) for s in sessions]
     assert len(landing) == 21
     assert len(lake.list_files("lake/prices")) == 21
@@ -44,7 +44,7 @@ def test_every_stage_lands_for_a_range(settings, instance):
 
     con = warehouse(settings)
     assert con.execute("SELECT count(*), count(DISTINCT symbol), count(DISTINCT session) FROM prices").fetchall() == [(63, 3, 21)]
-    assert con.execute("SELECT count(*), bool_and(passed) FROM dq_report").fetchall() == [(21 * 11, True)]
+    assert con.execute("SELECT count(*), bool_and(passed) FROM dq_report").fetchall() == [(21 * 12, True)]
     assert con.execute("SELECT count(*) FROM indicators").fetchall() == [(63,)]
     # SMA 7 is undefined until the 7th bar, then the mean of the last 7 closes.
     rows = con.execute("SELECT i.sma_7, i.pct_change, p.close FROM indicators i JOIN prices p USING (symbol, session) WHERE symbol = 'MSFT' ORDER BY session").fetchall()
@@ -71,10 +71,10 @@ def test_a_rerun_changes_no_row_and_no_value(settings, instance):
     with warehouse(settings) as con:
         assert con.execute(f"SELECT {columns} FROM prices ORDER BY ALL").fetchall() == prices
         assert con.execute("SELECT * FROM indicators ORDER BY ALL").fetchall() == indicators
-        assert con.execute("SELECT count(*) FROM dq_report").fetchall() == [(21 * 11,)]
+        assert con.execute("SELECT count(*) FROM dq_report").fetchall() == [(21 * 12,)]
         assert con.execute("SELECT min(ingested_at) FROM prices").fetchall()[0][0] > first_ingest  # really re-fetched
     assert sorted(lake.list_files("lake/prices")) == sorted(files)  # replaced, never a second copy
-    assert len(lake.list_files("landing")) == 21
+    assert len(lake.list_files("landing")) == 2 * 21  # a file and its record per session
     again = read_sessions(lake, "lake/prices", sessions_between(settings.start, FIRST, LAST))
     assert again.drop_columns(["ingested_at"]).num_rows == 63
 

@@ -70,8 +70,9 @@ def test_a_malformed_landing_file_is_a_named_error(body, message):
 
 def test_landing_by_date_prefix_replaces_its_window(lake, bars):
     layout.write_landing(lake, bars, SESSIONS)
-    files = lake.list_files("landing")
+    files = layout.landing_files(lake, SESSIONS)
     assert [f.split("/")[1] for f in files] == [str(s) for s in SESSIONS]
+    assert lake.list_files("landing") == sorted(files + [layout.record_path(f) for f in files])
     assert layout.read_landing(lake, SESSIONS).sort_by([("session", "ascending"), ("symbol", "ascending")]).equals(
         bars.sort_by([("session", "ascending"), ("symbol", "ascending")])
     )

@@ -3,24 +3,67 @@
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
+from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
 from stock_assets.partitions import trading_sessions
 
 # Every asset runs a whole partition range in one run: a 10-year backfill is one run.
 SESSION_PARTITIONED = {"partitions_def": trading_sessions, "backfill_policy": dg.BackfillPolicy.single_run()}
+PREVIEW_ROWS = 3
+PREVIEW_COLUMNS = ("symbol", "session", "interval", "open", "high", "low", "close", "volume", "check_name", "passed", "sma_20", "rsi_14")
 
 
 def window_sessions(context: dg.AssetExecutionContext) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
 
 
-def table_metadata(table: pa.Table, sessions: list[dt.date]) -> dict:
-    """Rows, sessions and a short preview: what a person looks for on a materialization."""
-    preview = table.slice(0, 5).to_pandas()
-    return {
-        "dagster/row_count": table.num_rows,
-        "sessions": len(sessions),
-        "window": f"{sessions[0]}..{sessions[-1]}",
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
-    }
+def _markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "no rows"
+    names = list(rows[0])
+    cells = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    cells += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()) + " |" for row in rows]
+    return "\n".join(cells)
+
+
+def partition_metadata(table: pa.Table, sessions: list[dt.date]) -> dict[str, dict]:
+    """Per session key: its own row count and a preview of its first rows."""
+    shown = table.select([c for c in PREVIEW_COLUMNS if c in table.column_names])
+    days = shown["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0, np.int32)
+    order = np.argsort(days, kind="stable")
+    sorted_days = days[order]
+    out = {}
+    for session in sessions:
+        day = (session - dt.date(1970, 1, 1)).days
+        lo, hi = np.searchsorted(sorted_days, day, "left"), np.searchsorted(sorted_days, day, "right")
+        rows = shown.take(pa.array(order[lo : min(hi, lo + PREVIEW_ROWS)])).to_pylist()
+        out[str(session)] = {"dagster/row_count": int(hi - lo), "preview": dg.MetadataValue.md(_markdown(rows))}
+    return out
+
+
+def add_partition_metadata(context: dg.AssetExecutionContext, per_partition: dict[str, dict]) -> None:
+    """context.add_asset_metadata(meta, partition_key=key) for every key at once. The public call
+    recomputes the run's whole partition range to validate each key (4 ms with the NYSE
+    exclusions: 50 s for a 10-year window of five assets), so a window's keys, all of them
+    targeted by construction, go into the step's metadata in one update."""
+    step = getattr(context.op_execution_context, "_step_execution_context", None)
+    accumulated = getattr(step, "_metadata_accumulator", None)
+    if not isinstance(accumulated, OutputMetadataAccumulator):
+        for key, meta in per_partition.items():
+            context.add_asset_metadata(meta, partition_key=key)
+        return
+    asset_key = context.assets_def.key
+    merged = dict(accumulated.per_output_metadata)
+    for key, meta in per_partition.items():
+        handle = AssetMetadataHandle(asset_key=asset_key, partition_key=key)
+        merged[handle] = {**merged.get(handle, {}), **meta}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
+
+
+def table_metadata(context: dg.AssetExecutionContext, table: pa.Table, sessions: list[dt.date]) -> dict:
+    """Each session's own row count and preview on its own partition's materialization; for the
+    run's window (on every partition: keep it short) its extent and total rows."""
+    add_partition_metadata(context, partition_metadata(table, sessions))
+    return {"window": f"{sessions[0]}..{sessions[-1]}", "window_sessions": len(sessions), "window_rows": table.num_rows}

@@ -1,19 +1,21 @@
 """Ingest: fetch the window from the provider (raw_prices), land it as CSV (landing_csv)."""
 
+import datetime as dt
+
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
-from stock_assets.lake.landing_format import LandingFormatError
+from stock_assets.lake.landing_format import LandingFormatError, to_landing_csv
 from stock_assets.providers.base import RawPayload
 from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payload
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.schema import BAR_SCHEMA
 from stock_assets.settings import Settings
+from stock_assets.transforms.accounting import REASONS, sample_keys, sort_window_bars
 
 
 class RawPricesConfig(dg.Config):
@@ -61,6 +63,8 @@ def raw_prices(
     result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
     for symbol, why in result.failures.items():
         context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {symbol} not fetched: {why}")
+    for note in result.notes:
+        context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {note}")
     payloads = kept + result.payloads
     if not payloads and result.failures:
         raise dg.Failure(f"no symbol could be fetched for {sessions[0]}..{sessions[-1]}", metadata={"failures": _failures_md(result.failures)})
@@ -75,6 +79,7 @@ def raw_prices(
             "bytes": sum(len(p.body) for p in payloads),
             "failed_symbols": len(result.failures),
             "failures": _failures_md(result.failures),
+            "notes": "; ".join(result.notes) or "none",
             "window": f"{sessions[0]}..{sessions[-1]}",
         },
     )
@@ -86,9 +91,18 @@ def raw_prices(
     metadata={"lake_path": "landing"},
     group_name="ingest",
     kinds={"csv"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "landing_bars_accounted", asset="landing_csv", blocking=True,
+            description="Every bar the provider returned is landed, set aside in quarantine with its reason, or outside the window.",
+        )
+    ],
 )
-def landing_csv(context: dg.AssetExecutionContext, raw_prices: list[RawPayload]) -> dg.Output[pa.Table]:
-    """Normalized bars as seed-format CSV, one file per session and ingestion under landing/<date>/."""
+def landing_csv(context: dg.AssetExecutionContext, raw_prices: list[RawPayload], lake: LakeResource):
+    """Normalized bars as seed-format CSV, one file per session and ingestion under landing/<date>/.
+
+    A bar dated in the window on a day that is not an NYSE session is set aside in quarantine/
+    with its reason; bars outside the window (a full-history answer) stay in raw/ only."""
     sessions = window_sessions(context)
     parsed, unreadable = [], {}
     for payload in raw_prices:
@@ -98,6 +112,33 @@ def landing_csv(context: dg.AssetExecutionContext, raw_prices: list[RawPayload])
             unreadable[f"{payload.symbol} part {payload.part}"] = str(err)
             context.log.error(f"landing_csv: cannot parse {payload.provider} payload for {payload.symbol}: {err}")
     bars = pa.concat_tables(parsed) if parsed else BAR_SCHEMA.empty_table()
-    in_window = pc.and_(pc.greater_equal(bars["session"], sessions[0]), pc.less_equal(bars["session"], sessions[-1]))
-    bars = bars.filter(in_window)
-    return dg.Output(bars, metadata=table_metadata(bars, sessions) | {"unparsed_payloads": _failures_md(unreadable)})
+    sorted_out = sort_window_bars(bars, sessions)
+    storage = lake.storage()
+    quarantined = []
+    for short, rows in sorted_out.set_aside.items():
+        reason = REASONS[short]
+        name = f"provider/{sessions[0]}_{sessions[-1]}/{layout.stamp(dt.datetime.now(dt.UTC))}-{short}.csv"
+        quarantined += layout.quarantine(storage, name, to_landing_csv(rows), f"{rows.num_rows} bars {reason}: {sample_keys(rows)}\n")
+        context.log.warning(f"landing_csv {sessions[0]}..{sessions[-1]}: {rows.num_rows} bars set aside, {reason} ({sample_keys(rows)}); see {storage.uri(quarantined[-2])}")
+    counts = sorted_out.counts()
+    yield dg.Output(
+        sorted_out.landed,
+        metadata=table_metadata(context, sorted_out.landed, sessions) | {
+            "unparsed_payloads": _failures_md(unreadable),
+            "bars_returned": counts["returned"], "bars_landed": counts["landed"],
+            "bars_set_aside": counts["set_aside"], "bars_outside_window": counts["outside_window"],
+            "set_aside": dg.MetadataValue.md("\n".join(f"- {r.num_rows} {REASONS[why]}: {sample_keys(r)}" for why, r in sorted_out.set_aside.items()) or "none"),
+        },
+    )  # the IO manager writes the landing files and their records here
+    written = layout.landing_record_rows(storage, sessions)
+    accounted = written + counts["set_aside"] + counts["outside_window"]
+    yield dg.AssetCheckResult(
+        check_name="landing_bars_accounted",
+        passed=accounted == counts["returned"],
+        metadata={
+            "bars_returned": counts["returned"], "bars_in_landing_files": written,
+            "bars_set_aside": counts["set_aside"], "bars_outside_window": counts["outside_window"],
+            "unaccounted": counts["returned"] - accounted,
+            "quarantine": ", ".join(storage.uri(p) for p in quarantined[::2]) or "none",
+        },
+    )

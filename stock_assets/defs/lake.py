@@ -16,7 +16,7 @@ from stock_assets.transforms.dedup import dedupe_latest
 )
 def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg.Output[pa.Table]:
     """Every landed bar, typed, zstd Parquet, Hive-partitioned by session (lake/prices/session=…)."""
-    return dg.Output(landing_csv, metadata=table_metadata(landing_csv, window_sessions(context)))
+    return dg.Output(landing_csv, metadata=table_metadata(context, landing_csv, window_sessions(context)))
 
 
 @dg.asset(
@@ -29,5 +29,5 @@ def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg
 def deduped_prices(context: dg.AssetExecutionContext, lake_parquet: pa.Table) -> dg.Output[pa.Table]:
     """One bar per (symbol, interval, ts): the latest ingestion wins (lake/deduped/session=…)."""
     deduped = dedupe_latest(lake_parquet)
-    metadata = table_metadata(deduped, window_sessions(context)) | {"duplicates_dropped": lake_parquet.num_rows - deduped.num_rows}
+    metadata = table_metadata(context, deduped, window_sessions(context)) | {"duplicates_dropped": lake_parquet.num_rows - deduped.num_rows}
     return dg.Output(deduped, metadata=metadata)

@@ -12,17 +12,25 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stock_assets.defs.common import SESSION_PARTITIONED, window_sessions
+from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.partitions import SETTINGS_START, nyse_calendar, session_offset
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.settings import Settings
 from stock_assets.transforms.quality import DQ_SCHEMA, RULES, Rule, duplicate_key, evaluate
-from stock_assets.transforms.quality_window import completeness, jumps, partial_bars, reconcile, rows_per_session
+from stock_assets.transforms.quality_window import (
+    completeness,
+    intact,
+    jumps,
+    partial_bars,
+    reconcile,
+    rows_per_session,
+)
 
 LAKE_DUPLICATES = Rule("lake_duplicate_keys", "Bars landed more than once (resolved by dedup, latest ingestion wins).", "WARN", duplicate_key)
 CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)] + [
+    ("landing_files_intact", "Every landing file of the window is as it was written (its record: rows, bytes, SHA-256).", "ERROR"),
     ("landing_rows_reconcile", "Rows in landing equal rows in the lake, per session.", "ERROR"),
     ("deduped_rows_reconcile", "Deduped rows equal the lake's distinct keys, per session.", "ERROR"),
     ("prices_complete", "Every symbol of the universe has a bar in every session of the window.", "WARN"),
@@ -35,15 +43,17 @@ class QualityConfig(dg.Config):
     jump_threshold: float = Settings.from_env().dq_jump_threshold  # |move| above this warns
 
 
-def evaluate_window(lake, landing_rows, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
-    """Every dq_report row of the window, run id and time left empty. `landing_rows`: rows in
-    landing per session (layout.landing_rows_per_session)."""
+def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
+    """Every dq_report row of the window, run id and time left empty. `landing`: rows in landing
+    per session and the damaged landing files (layout.inspect_landing)."""
+    landing_rows, damaged = landing
     cal = nyse_calendar(SETTINGS_START).schedule["close"]
     closes = {s: cal.loc[str(s)].to_pydatetime() for s in sessions}
     return pa.concat_tables(
         [
             evaluate(RULES, deduped, sessions, "deduped_prices"),
             evaluate((LAKE_DUPLICATES,), lake, sessions, "lake_parquet"),
+            intact(damaged, sessions),
             reconcile("landing_rows_reconcile", "lake_parquet", sessions, landing_rows, rows_per_session(lake), ("landing rows", "lake rows")),
             reconcile("deduped_rows_reconcile", "deduped_prices", sessions, rows_per_session(lake, distinct_keys=True), rows_per_session(deduped), ("lake keys", "deduped rows")),
             completeness(deduped, sessions, symbols, "deduped_prices"),
@@ -70,8 +80,10 @@ def dq_report(
     storage = lake.storage()
     before = session_offset(sessions[0], -1)
     previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [])
-    landing_rows = layout.landing_rows_per_session(storage, sessions)
-    report = evaluate_window(lake_parquet, landing_rows, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
+    landing = layout.inspect_landing(storage, sessions)
+    for uri, why in landing[1].items():
+        context.log.error(f"landing file {uri}: {why}")
+    report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
     n = report.num_rows
     report = report.set_column(8, "run_id", pa.array([context.run_id] * n, pa.string()))
     report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))
@@ -79,8 +91,7 @@ def dq_report(
     yield dg.Output(
         report,
         metadata={
-            "dagster/row_count": n,
-            "window": f"{sessions[0]}..{sessions[-1]}",
+            **table_metadata(context, report, sessions),
             "failed": failed.num_rows,
             "failures": dg.MetadataValue.md(failed.select(["session", "check_name", "severity", "observed", "sample"]).slice(0, 50).to_pandas().to_markdown(index=False)) if failed.num_rows else "none",
         },

@@ -6,12 +6,11 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pandas as pd
 
-from stock_assets.partitions import NY, SETTINGS_START, nyse_calendar, trading_sessions
+from stock_assets.partitions import NY, SETTINGS_START, nyse_calendar
 
 daily_prices_job = dg.define_asset_job(
     "daily_prices_job",
     selection=dg.AssetSelection.all(),
-    partitions_def=trading_sessions,
     description="The whole graph for one session (the schedule) or a range (backfills).",
 )
 

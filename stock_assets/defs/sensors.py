@@ -1,4 +1,5 @@
-"""Event-driven path: files dropped into landing/incoming/ become lake Parquet, checked and loaded."""
+"""Event-driven paths: files dropped into landing/incoming/ become lake Parquet, checked and
+loaded; indicators left stale by a load that did not recompute them are recomputed."""
 
 import datetime as dt
 import json
@@ -7,7 +8,10 @@ import dagster as dg
 
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.landing_drop import INCOMING, land_dropped_file
-from stock_assets.partitions import SETTINGS_START, nyse_calendar, trading_sessions
+from stock_assets.partitions import SETTINGS_START, nyse_calendar
+from stock_assets.transforms.history import describe_sessions, stale_in_warehouse
+from stock_assets.transforms.indicators import LOOKBACK_SESSIONS
+from stock_assets.warehouse.io_manager import WarehouseResource
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 FILES_PER_TICK = 50
@@ -15,7 +19,6 @@ FILES_PER_TICK = 50
 landing_to_lake_job = dg.define_asset_job(
     "landing_to_lake_job",
     selection=dg.AssetSelection.assets("lake_parquet").downstream(),
-    partitions_def=trading_sessions,
     description="Landing CSV of a session range -> lake Parquet -> dedup -> checks -> warehouse -> indicators.",
 )
 
@@ -51,3 +54,34 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     last_mtime = new[-1][0]
     seen = [k for m, k in new if m == last_mtime] + (cursor["keys"] if last_mtime == cursor["mtime_ns"] else [])
     context.update_cursor(json.dumps({"mtime_ns": last_mtime, "keys": seen}))
+
+
+indicators_job = dg.define_asset_job(
+    "indicators_job",
+    selection=dg.AssetSelection.assets("indicators"),
+    description="Indicators (and their lookback's later sessions) recomputed over a session range.",
+)
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+@dg.sensor(job=indicators_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def stale_indicators_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    """Prices loaded without the indicators that depend on them (a run that selected the
+    warehouse load only, or failed after it): one run recomputes the stale range. Waits while
+    any run is in progress, since that run may be about to recompute them itself."""
+    busy = context.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
+    if busy:
+        return dg.SkipReason(f"run {busy[0].run_id} is in progress")
+    store = warehouse.get()
+    stale = stale_in_warehouse(store, "indicators", LOOKBACK_SESSIONS)
+    if not stale:
+        return dg.SkipReason("indicators are current for every session with prices")
+    first, last = str(stale[0]), str(stale[-1])
+    newest_load = store.query("SELECT max(loaded_at) AS t FROM prices_loads")["t"][0].as_py()
+    context.log.info(f"stale indicators: {describe_sessions(stale)}")
+    return dg.RunRequest(
+        # One request per state of the prices: a recomputation that fails is not retried until
+        # prices load again (or by hand), rather than every few minutes.
+        run_key=f"stale-indicators-{first}-{last}-{newest_load:%Y%m%dT%H%M%S%f}",
+        tags=dict(zip(RANGE_TAGS, (first, last))),
+    )

@@ -3,9 +3,11 @@ the warehouse is reconciled against the lake, and kept fresh."""
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
 from stock_assets.partitions import SETTINGS_START, closed_sessions
+from stock_assets.transforms.history import describe_gaps, history_gaps
 from stock_assets.transforms.quality_window import reconcile, rows_per_session
 from stock_assets.warehouse.io_manager import WarehouseResource
 
@@ -13,18 +15,19 @@ from stock_assets.warehouse.io_manager import WarehouseResource
 @dg.asset(
     **SESSION_PARTITIONED,
     io_manager_key="warehouse_io_manager",
-    metadata={"warehouse_table": "prices", "lake_source": "lake/deduped"},  # Redshift COPYs the lake's files
+    metadata={"warehouse_table": "prices", "lake_source": "lake/deduped", "log_loads": True},  # Redshift COPYs the lake's files
     deps=["dq_report"],
     group_name="warehouse",
     kinds={"duckdb"},
     check_specs=[
-        dg.AssetCheckSpec("warehouse_rows_reconcile", asset="redshift_table", blocking=True, description="Rows in the warehouse equal deduped rows, per session.")
+        dg.AssetCheckSpec("warehouse_rows_reconcile", asset="redshift_table", blocking=True, description="Rows in the warehouse equal deduped rows, per session."),
+        dg.AssetCheckSpec("prices_no_history_gaps", asset="redshift_table", description="No symbol skips an NYSE session between its first and last loaded bar, over the whole warehouse."),
     ],
 )
 def redshift_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, deduped_prices: pa.Table):
     """Deduped bars in the warehouse table `prices`; a re-run replaces its sessions in one transaction."""
     sessions = window_sessions(context)
-    yield dg.Output(deduped_prices, metadata=table_metadata(deduped_prices, sessions))  # the IO manager loads it here
+    yield dg.Output(deduped_prices, metadata=table_metadata(context, deduped_prices, sessions))  # the IO manager loads it here
     loaded = warehouse.get().query(
         "SELECT session, count(*) AS n FROM prices WHERE session BETWEEN ? AND ? GROUP BY session", [sessions[0], sessions[-1]]
     )
@@ -35,6 +38,21 @@ def redshift_table(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         check_name="warehouse_rows_reconcile",
         passed=not bad,
         metadata={"failing_sessions": len(bad), "sample": "; ".join(bad[:5]) or "none", "window": f"{sessions[0]}..{sessions[-1]}"},
+    )
+    gaps = history_gaps(warehouse.get().query("SELECT DISTINCT symbol, interval, session FROM prices"))
+    if gaps.num_rows:
+        context.log.warning(f"prices: history gaps (indicators across them are NULL): {describe_gaps(gaps)}")
+    yield dg.AssetCheckResult(
+        check_name="prices_no_history_gaps",
+        passed=gaps.num_rows == 0,
+        severity=dg.AssetCheckSeverity.WARN,  # a listing can pause; the indicators do not bridge it
+        metadata={
+            "gaps": gaps.num_rows,
+            "failing_rows": int(pc.sum(gaps["sessions"]).as_py() or 0),  # (symbol, session) pairs missing
+            "missing_sessions": int(pc.sum(gaps["sessions"]).as_py() or 0),
+            "symbols": len(set(gaps["symbol"].to_pylist())),
+            "sample": describe_gaps(gaps) or "none",
+        },
     )
 
 

@@ -14,12 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, to_landing_csv
-from stock_assets.lake.layout import split_by_session, stamp
+from stock_assets.lake.layout import quarantine, split_by_session, stamp, write_landing_file
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import SYMBOL_PATTERN
 
 INCOMING = "landing/incoming"
-QUARANTINE = "quarantine"
 
 
 @dataclass
@@ -33,13 +32,6 @@ class DropOutcome:
     error: str | None = None
 
 
-def _quarantine(storage: LakeStorage, name: str, body: bytes, reason: str) -> list[str]:
-    data, note = f"{QUARANTINE}/{name}", f"{QUARANTINE}/{name}.reason.txt"
-    storage.write_bytes(data, body)
-    storage.write_bytes(note, reason.encode())
-    return [data, note]
-
-
 def land_dropped_file(storage: LakeStorage, path: str, sessions: set[dt.date], now: dt.datetime) -> DropOutcome:
     """Land one dropped file; `sessions` are the valid NYSE sessions."""
     body = storage.read_bytes(path)
@@ -49,7 +41,7 @@ def land_dropped_file(storage: LakeStorage, path: str, sessions: set[dt.date], n
         bars = from_landing_csv(body, source=f"landing:{name}", ingested_at=now, name=storage.uri(path))
     except LandingFormatError as err:
         outcome.error = str(err)
-        outcome.quarantined = _quarantine(storage, f"{stamp(now)}-{name}", body, f"{err}\n")
+        outcome.quarantined = quarantine(storage, f"{stamp(now)}-{name}", body, f"{err}\n")
         storage.delete(path)
         return outcome
 
@@ -60,9 +52,9 @@ def land_dropped_file(storage: LakeStorage, path: str, sessions: set[dt.date], n
         reasons = [f"{pc.sum(bad_symbol).as_py()} rows with an invalid symbol", f"{pc.sum(not_session).as_py()} rows on a date that is not an NYSE session from {min(sessions)} to today"]
         bad = bars.filter(rejected)
         outcome.rejected_rows = bad.num_rows
-        outcome.quarantined = _quarantine(storage, f"{stamp(now)}-{name}.rejected.csv", to_landing_csv(bad), f"{storage.uri(path)}: " + "; ".join(reasons) + "\n")
-    for session, rows in split_by_session(bars.filter(pc.invert(rejected))).items():
-        storage.write_bytes(f"landing/{session}/ext-{outcome.digest}.csv", to_landing_csv(rows))
-        outcome.sessions.append(session)
-        outcome.landed_rows += rows.num_rows
+        outcome.quarantined = quarantine(storage, f"{stamp(now)}-{name}.rejected.csv", to_landing_csv(bad), f"{storage.uri(path)}: " + "; ".join(reasons) + "\n")
+    by_session = split_by_session(bars.filter(pc.invert(rejected)))
+    storage.map(lambda item: write_landing_file(storage, f"landing/{item[0]}/ext-{outcome.digest}.csv", item[1]), by_session.items())
+    outcome.sessions = list(by_session)
+    outcome.landed_rows = sum(rows.num_rows for rows in by_session.values())
     return outcome

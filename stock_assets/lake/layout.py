@@ -3,6 +3,8 @@
     raw/<first>_<last>/<provider>__<interval>__<symbol>__<ingested>.<ext>   payloads as received
     landing/<session>/<ingested>.csv                                        landing CSV by date
     landing/<session>/ext-<digest>.csv                                      rows of a file dropped in landing/incoming/
+    landing/<session>/_<file>.json                                          what was written: rows, bytes, SHA-256
+    quarantine/<name> + <name>.reason.txt                                   rows set aside, and why
     lake/<table>/session=<session>/part-0.parquet                           Hive-partitioned Parquet
 
 Writing a window replaces what the window held before (idempotent re-runs); every file
@@ -10,6 +12,8 @@ is written atomically by LakeStorage.
 """
 
 import datetime as dt
+import hashlib
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -17,12 +21,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from stock_assets.lake.landing_format import from_landing_csv, landing_dates, to_landing_csv
+from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, landing_dates, to_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
 
 STAMP = "%Y%m%dT%H%M%S%fZ"
+QUARANTINE = "quarantine"
 SORT_COLUMNS = ("session", "symbol", "interval", "ts", "check_name", "ingested_at")
 
 
@@ -86,9 +91,36 @@ def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
 
 
 def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_prefix: str | None = None) -> None:
+    """Delete what `folder` holds but `keep` (and its landing record) and names starting with
+    `keep_prefix` (and their records)."""
+    kept = {keep, record_path(keep)} if keep else set()
     for old in storage.list_files(folder):
-        if old != keep and not (keep_prefix and old.rsplit("/", 1)[1].startswith(keep_prefix)):
+        name = old.rsplit("/", 1)[1]
+        if old not in kept and not (keep_prefix and name.lstrip("_").startswith(keep_prefix)):
             storage.delete(old)
+
+
+def record_path(path: str) -> str:
+    folder, name = path.rsplit("/", 1)
+    return f"{folder}/_{name}.json"
+
+
+def write_landing_file(storage: LakeStorage, path: str, rows: pa.Table) -> None:
+    """One landing CSV, then the record of what it holds (rows, bytes, SHA-256): the landing
+    reconcile compares the file with it, so a file truncated, emptied or edited later is found.
+    Hidden name (`_`): readers of the folder skip it."""
+    body = to_landing_csv(rows)
+    storage.write_bytes(path, body)
+    record = {"rows": rows.num_rows, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat()}
+    storage.write_bytes(record_path(path), json.dumps(record).encode())
+
+
+def quarantine(storage: LakeStorage, name: str, body: bytes, reason: str) -> list[str]:
+    """Set data aside under quarantine/ with the reason beside it; returns both paths."""
+    data, note = f"{QUARANTINE}/{name}", f"{QUARANTINE}/{name}.reason.txt"
+    storage.write_bytes(data, body)
+    storage.write_bytes(note, reason.encode())
+    return [data, note]
 
 
 def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> list[str]:
@@ -99,13 +131,16 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     """write_landing, and the window as read_landing will return it while the window's folders
     hold only these files."""
     by_session = split_by_session(bars)
+    strays = sorted(set(by_session) - set(sessions))
+    if strays:  # the caller sets such bars aside first (landing_csv): none may vanish here
+        raise ValueError(f"bars outside the landing window's sessions: {', '.join(map(str, strays[:5]))}")
 
     def write(session: dt.date) -> str | None:
         rows = by_session.get(session)
         path = None
         if rows is not None:
             path = f"landing/{session}/{stamp(pc.max(rows['ingested_at']).as_py())}.csv"
-            storage.write_bytes(path, to_landing_csv(rows))
+            write_landing_file(storage, path, rows)
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
         return path
@@ -114,8 +149,9 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
 
 
 def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
-    """Every file in the window's landing folders, ours and dropped ones, in session order."""
-    return [path for found in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in found]
+    """Every landing CSV in the window's folders, ours and dropped ones, in session order."""
+    found = storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions)
+    return [path for paths in found for path in paths if not path.rsplit("/", 1)[1].startswith("_") and path.endswith(".csv")]
 
 
 def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
@@ -128,13 +164,41 @@ def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
 
-def landing_rows_per_session(storage: LakeStorage, sessions: list[dt.date]) -> dict[dt.date, int]:
-    """Rows in landing per session (by each row's date), without parsing the rest of each row."""
-    dates = storage.map(lambda path: landing_dates(storage.read_bytes(path), storage.uri(path)), landing_files(storage, sessions))
+def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict[dt.date, int], dict[str, str]]:
+    """Rows in landing per session (by each row's date, parsing nothing else), and the files that
+    differ from their record ({uri: what differs}): truncated, emptied, edited, unreadable or
+    never recorded."""
+
+    def inspect(path: str) -> tuple[pa.Array | None, str | None]:
+        body = storage.read_bytes(path)
+        try:
+            record = json.loads(storage.read_bytes(record_path(path)))
+        except FileNotFoundError:
+            record = None
+        try:
+            dates = landing_dates(body, storage.uri(path))
+        except LandingFormatError as err:
+            return None, f"unreadable: {err}"
+        if record is None:
+            return dates, "no record of it being written (written by hand, or its writer died)"
+        if hashlib.sha256(body).hexdigest() != record["sha256"]:
+            return dates, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes"
+        return dates, None
+
+    paths = landing_files(storage, sessions)
+    found = storage.map(inspect, paths)
+    damaged = {storage.uri(p): why for p, (_, why) in zip(paths, found) if why}
+    dates = [d for d, _ in found if d is not None]
     if not dates:
-        return {}
+        return {}, damaged
     counts = pc.value_counts(pa.chunked_array(dates, pa.date32()).combine_chunks())
-    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())), damaged
+
+
+def landing_record_rows(storage: LakeStorage, sessions: list[dt.date]) -> int:
+    """Rows the records of the window's own landing files (not dropped ext-* ones) say were written."""
+    records = [record_path(p) for p in landing_files(storage, sessions) if not p.rsplit("/", 1)[1].startswith("ext-")]
+    return sum(json.loads(storage.read_bytes(r))["rows"] for r in records)
 
 
 # --- Hive-partitioned Parquet --------------------------------------------------------------

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from stock_assets.partitions import nyse_calendar
+from stock_assets.calendar import nyse_calendar
 from stock_assets.providers.alphavantage_format import check_alphavantage_body
 from stock_assets.providers.base import FetchResult, RawPayload, fetch_each
 from stock_assets.providers.http import HttpClient

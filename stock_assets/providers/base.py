@@ -29,6 +29,7 @@ class FetchResult:
 
     payloads: list[RawPayload] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the run should say about the bars (sessions not traded yet)
 
 
 def fetch_each(symbols: list[str], fetch_symbol: Callable[[str], list[RawPayload]]) -> FetchResult:

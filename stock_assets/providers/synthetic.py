@@ -4,11 +4,16 @@ Each symbol is a geometric random walk whose daily shocks come from a generator 
 the symbol's name and indexed by the session's position since EPOCH, so any range asked
 returns the bars of every other range that overlaps it. Prices are rounded to 4 decimals
 like a real feed, and OHLC are consistent by construction.
+
+Like a real feed, it knows what time it is: a session that has not opened has no bar, and a
+session in progress has a partial one (the day so far: open, the walk part of the way to the
+close, volume in proportion), fetched before the close, which `prices_final_bars` reports.
 """
 
 import datetime as dt
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from stock_assets.calendar import nyse_calendar, session_bounds
 from stock_assets.lake.landing_format import from_landing_csv
-from stock_assets.partitions import nyse_calendar
 from stock_assets.providers.base import FetchResult, RawPayload
 
 EPOCH = "1990-01-02"
@@ -108,6 +113,38 @@ def inject_faults(frame: pd.DataFrame, faults: tuple[str, ...], symbols: list[st
     return frame
 
 
+def as_of(frame: pd.DataFrame, now: dt.datetime) -> tuple[pd.DataFrame, list[dt.date], list[dt.date]]:
+    """The bars a feed has at `now`: (bars, sessions not yet open, sessions in progress)."""
+    if frame.empty:
+        return frame, [], []
+    last = dt.date.fromisoformat(frame["date"].max())
+    closes = session_bounds(last)[1]
+    if now >= closes:  # the usual case: every session asked for has ended
+        return frame, [], []
+    unfinished = []  # the last sessions asked for that have not closed, newest first
+    for day in sorted({dt.date.fromisoformat(d) for d in frame["date"].unique()}, reverse=True):
+        if session_bounds(day)[1] <= now:
+            break
+        unfinished.append(day)
+    future = sorted(d for d in unfinished if session_bounds(d)[0] > now)
+    running = sorted(set(unfinished) - set(future))
+    frame = frame[~frame["date"].isin([str(d) for d in future])].copy()
+    for day in running:
+        opened, closing = session_bounds(day)
+        part = (now - opened) / (closing - opened)
+        rows = frame["date"] == str(day)
+        o, c = frame.loc[rows, "open"], frame.loc[rows, "close"]
+        close = np.round(o * (c / o) ** part, 4)
+        frame.loc[rows, "close"] = close
+        frame.loc[rows, "adj_close"] = close
+        frame.loc[rows, "high"] = np.round(np.maximum(np.minimum(frame.loc[rows, "high"], np.maximum(o, close) * (1 + 0.002 * part)), np.maximum(o, close)), 4)
+        frame.loc[rows, "low"] = np.round(np.minimum(np.maximum(frame.loc[rows, "low"], np.minimum(o, close) * (1 - 0.002 * part)), np.minimum(o, close)), 4)
+        frame.loc[rows, "volume"] = np.round(frame.loc[rows, "volume"] * part).astype(np.int64)
+        frame.loc[rows, "trades"] = np.maximum(frame.loc[rows, "volume"] // 120, 1)
+        frame.loc[rows, "vwap"] = np.round((frame.loc[rows, "high"] + frame.loc[rows, "low"] + close) / 3, 4)
+    return frame, future, running
+
+
 @dataclass
 class SyntheticProvider:
     """Offline provider: one CSV payload per symbol per request, labelled `synthetic`."""
@@ -115,18 +152,26 @@ class SyntheticProvider:
     faults: tuple[str, ...] = ()
     name: str = "synthetic"
     reuse_fetched: bool = False  # fetching is free and deterministic
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # tests set the time
 
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
         if interval != "1d":
             raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
-        ingested_at = dt.datetime.now(dt.UTC)
+        ingested_at = self.clock()
         positions = _positions(sessions)
         frame = pd.concat([_walk(s, *positions) for s in symbols], ignore_index=True)
+        frame, future, running = as_of(frame, ingested_at)
+        result = FetchResult()
+        if future:
+            result.notes.append(f"sessions not yet open at {ingested_at:%Y-%m-%d %H:%M} UTC, no bars: {', '.join(map(str, future))}")
+        if running:
+            result.notes.append(f"sessions in progress, partial bars (they will change): {', '.join(map(str, running))}")
         frame = inject_faults(frame, self.faults, symbols)
         by_symbol = dict(tuple(frame.groupby("symbol", sort=False)))
-        result = FetchResult()
         for symbol in symbols:
             rows = by_symbol.get(symbol)
+            if rows is None and future and not running and len(future) == len(sessions):
+                continue  # nothing has traded yet: no payload, and nothing failed
             if rows is None:  # like a provider that answers with no bars
                 result.failures[symbol] = "no bars returned (synthetic fault missing_symbol)"
                 continue

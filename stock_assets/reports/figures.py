@@ -17,7 +17,7 @@ PANELS = (
     ("MACD (12, 26, 9)", 1.6),
     ("RSI 14", 1.2),
     ("Volatility heatmap: 20-session annualized, symbol × session", 1.6),
-    ("Data quality: check × session (green passed, orange WARN failed, red ERROR failed)", 1.8),
+    ("Data quality: check × session (green passed, orange WARN failed, red ERROR failed, grey not loaded)", 1.8),
 )
 LINES = {  # panel row -> (column, label, style)
     1: [("price", "price", dict(width=2, color="#222")), ("sma_7", "SMA 7", {}), ("sma_30", "SMA 30", {}),
@@ -28,7 +28,9 @@ LINES = {  # panel row -> (column, label, style)
     5: [("macd", "MACD", dict(color="#1f77b4")), ("macd_signal", "signal", dict(color="#ff7f0e"))],
     6: [("rsi_14", "RSI 14", dict(color="#9467bd"))],
 }  # fmt: skip
-DQ_COLORS = [[0, "#2ca02c"], [0.33, "#2ca02c"], [0.33, "#ff9f1c"], [0.67, "#ff9f1c"], [0.67, "#d62728"], [1, "#d62728"]]
+NOT_LOADED = -1  # a session of the period with no bar at all: no check ran on data, so not green
+DQ_COLORS = [[0, "#d0d0d0"], [0.25, "#d0d0d0"], [0.25, "#2ca02c"], [0.5, "#2ca02c"], [0.5, "#ff9f1c"], [0.75, "#ff9f1c"],
+             [0.75, "#d62728"], [1, "#d62728"]]
 
 
 def _symbol_traces(df: pd.DataFrame, x: pd.Series, visible: bool) -> list[tuple[int, go.Scatter | go.Bar]]:
@@ -46,10 +48,15 @@ def _symbol_traces(df: pd.DataFrame, x: pd.Series, visible: bool) -> list[tuple[
     return traces
 
 
-def _quality_grid(quality: pd.DataFrame) -> pd.DataFrame:
-    """check × session: 0 passed, 1 WARN failed, 2 ERROR failed (the worst over assets)."""
+def quality_grid(data: ReportData) -> pd.DataFrame:
+    """check × every session of the period: 0 passed, 1 WARN failed, 2 ERROR failed (the worst
+    over assets), NOT_LOADED where the session has no bar, NaN where it was not checked."""
+    quality = data.quality
     status = (~quality["passed"].astype(bool)) * quality["severity"].map({"ERROR": 2}).fillna(1)
-    return quality.assign(status=status).pivot_table(index="check_name", columns="session", values="status", aggfunc="max")
+    grid = quality.assign(status=status).pivot_table(index="check_name", columns="session", values="status", aggfunc="max")
+    grid = grid.reindex(columns=data.sessions)
+    grid.loc[:, data.not_loaded] = NOT_LOADED
+    return grid
 
 
 def _colorbar_at(fig: go.Figure, row: int) -> dict:
@@ -73,15 +80,15 @@ def build_figure(data: ReportData) -> go.Figure:
             owners.append(symbol)
     fig.add_traces([t for _, t in placed], rows=[r for r, _ in placed], cols=1)  # one call: add_trace per trace is quadratic
     last_per_session = data.bars.groupby(["symbol", "session"])["volatility_20"].last().unstack("session")
-    fig.add_trace(go.Heatmap(z=last_per_session.values, x=list(last_per_session.columns), y=list(last_per_session.index),
+    fig.add_trace(go.Heatmap(z=last_per_session.values, x=[str(s) for s in last_per_session.columns], y=list(last_per_session.index),
                              colorscale="YlOrRd", colorbar=_colorbar_at(fig, 7), name="volatility",
                              hovertemplate="%{y} %{x}<br>volatility %{z:.1%}<extra></extra>"), row=7, col=1)
     owners.append(None)
     if not data.quality.empty:
-        grid = _quality_grid(data.quality)
-        fig.add_trace(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), zmin=0, zmax=2,
+        grid = quality_grid(data)
+        fig.add_trace(go.Heatmap(z=grid.values, x=[str(s) for s in grid.columns], y=list(grid.index), zmin=NOT_LOADED, zmax=2,
                                  colorscale=DQ_COLORS, showscale=False, xgap=1, ygap=1, name="data quality",
-                                 hovertemplate="%{y}<br>%{x}: %{z}<extra>0 passed, 1 WARN, 2 ERROR</extra>"), row=8, col=1)
+                                 hovertemplate="%{y}<br>%{x}: %{z}<extra>-1 not loaded, 0 passed, 1 WARN, 2 ERROR</extra>"), row=8, col=1)
         owners.append(None)
     for level in (30, 70):
         fig.add_hline(y=level, row=6, col=1, line=dict(dash="dot", color="#999", width=1))

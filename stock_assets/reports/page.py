@@ -11,6 +11,7 @@ import pandas as pd
 
 from stock_assets.reports.data import ReportData
 from stock_assets.reports.figures import build_figure
+from stock_assets.transforms.history import describe_sessions
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #222; }
@@ -23,7 +24,7 @@ th:first-child, td:first-child { text-align: left; } .up { color: #2ca02c; } .do
 
 def latest_table(data: ReportData) -> pd.DataFrame:
     """The newest bar of each symbol and what its indicators say about it."""
-    last = data.bars.groupby("symbol").tail(1).set_index("symbol")
+    last = data.bars.dropna(subset=["price"]).groupby("symbol").tail(1).set_index("symbol")
     return pd.DataFrame({
         "session": last["session"].astype(str),
         "price": last["price"].round(2),
@@ -34,6 +35,19 @@ def latest_table(data: ReportData) -> pd.DataFrame:
         "volatility 20": (100 * last["volatility_20"]).round(1).astype(str) + " %",
         "basis": last["price_basis"].fillna("n/a"),
     })  # fmt: skip
+
+
+def coverage_notes(data: ReportData) -> list[str]:
+    """What the page does not show, said on it: sessions with no data, symbols left out."""
+    notes = []
+    if data.not_loaded:
+        notes.append(f"Not loaded: {len(data.not_loaded)} of the {len(data.sessions)} sessions shown have no bar "
+                     f"({describe_sessions(data.not_loaded)}). Charts break there; the quality grid shows them grey.")
+    if len(data.universe) > len(data.symbols):
+        notes.append(f"Showing {len(data.symbols)} of {len(data.universe)} symbols: the first {len(data.symbols)} alphabetically "
+                     f"({data.symbols[0]} … {data.symbols[-1]}), which keeps the page quick to build and to open. "
+                     "Every symbol is in the warehouse tables prices and indicators.")
+    return notes
 
 
 def quality_summary(data: ReportData) -> pd.DataFrame:
@@ -59,8 +73,9 @@ def render(data: ReportData, generated_at: dt.datetime) -> str:
                else _html_table(failures, index=False))
     banner = ('<p class="banner">Synthetic data: a deterministic random walk, not market data.</p>'
               if "synthetic" in data.sources else "")
+    banner += "".join(f'<p class="banner">{html.escape(note)}</p>' for note in coverage_notes(data))
     figure = build_figure(data).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
-    meta = (f"Sessions {data.first} … {data.last} · {len(data.symbols)} symbols · {data.interval} bars · "
+    meta = (f"The latest {len(data.sessions)} NYSE sessions loaded: {data.first} … {data.last} · {len(data.symbols)} symbols · {data.interval} bars · "
             f"source {', '.join(data.sources) or 'n/a'} · generated {generated_at:%Y-%m-%d %H:%M} UTC")
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>stock_assets dashboard {data.last}</title>'

@@ -1,11 +1,13 @@
-"""Technical indicators per (symbol, interval), by TA-Lib's definitions (FIELD-NOTES.md).
+"""Technical indicators per (symbol, interval), by TA-Lib's definitions.
 
 The price is `adj_close` where the bar has one, else `close`; `price_basis` says which, per
 row. ATR needs high, low and close: all three are scaled by the bar's adj_close / close, the
 factor a split or dividend adjustment applies to the whole bar, so an adjusted series has no
 fake true range on a split day. TA-Lib does the arithmetic, one call per (symbol, interval)
 series and indicator; the rest is vectorized NumPy. A bar without a positive high, low,
-close and price is left out of its series and gets NULLs.
+close and price is left out of its series and gets NULLs. A series that skips an NYSE session
+(a hole in the loaded history, or a bar left out) starts again after it: indicators whose
+window reaches across the hole are NULL, never averaged over it.
 
 A window is computed from a bounded lookback (`indicators_for_window`): SMAs and the
 volatility need at most 200 bars, and the EMA-family values (EMA, MACD, RSI, ATR) forget
@@ -22,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import talib
 
-from stock_assets.partitions import session_offset
+from stock_assets.calendar import session_offset, session_positions
 
 LOOKBACK_SESSIONS = 400
 KEYS = ("symbol", "session", "ts", "interval")
@@ -74,6 +76,10 @@ def _changes(column: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)), True).to_numpy(zero_copy_only=False)
 
 
+def _days(column: pa.ChunkedArray) -> np.ndarray:
+    return column.combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def compute_indicators(bars: pa.Table) -> pa.Table:
     """INDICATOR_SCHEMA rows, one per bar of `bars` (canonical bar columns; at least the keys,
     high, low and close), ordered by symbol, interval, ts."""
@@ -88,13 +94,17 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
     values = {name: np.full(n, np.nan) for name in VALUES}
 
     starts = np.flatnonzero(np.r_[True, _changes(bars["symbol"]) | _changes(bars["interval"])]) if n else []
+    position = session_positions(_days(bars["session"])) if n else np.zeros(0, np.int64)
     for start, stop in zip(starts, [*starts[1:], n]):  # one slice per (symbol, interval) series
         rows = start + np.flatnonzero(valid[start:stop])
-        if rows.size:
-            f = factor[rows]
-            series = series_indicators(price[rows], high[rows] * f, low[rows] * f, close[rows] * f)
-            for name, column in series.items():
-                values[name][rows] = column
+        # A session the series skips is a hole: each stretch between holes is its own series,
+        # so no value is ever averaged across one (the first bars after a hole are NULL again).
+        for stretch in np.split(rows, np.flatnonzero(np.diff(position[rows]) > 1) + 1):
+            if stretch.size:
+                f = factor[stretch]
+                series = series_indicators(price[stretch], high[stretch] * f, low[stretch] * f, close[stretch] * f)
+                for name, column in series.items():
+                    values[name][stretch] = column
 
     columns = [bars[k] for k in KEYS]
     columns += [pa.array(values[name], pa.float64(), mask=~np.isfinite(values[name])) for name in VALUES]

@@ -30,6 +30,16 @@ def reconcile(check: str, asset: str, sessions: list[dt.date], expected: dict, g
     return session_rows(check, "ERROR", asset, sessions, gaps, samples)
 
 
+def intact(damaged: dict[str, str], sessions: list[dt.date]) -> pa.Table:
+    """Landing files that differ from their record ({uri: why}), per session: ERROR."""
+    per_session: dict[dt.date, list[str]] = {}
+    for uri, why in damaged.items():
+        session = dt.date.fromisoformat(uri.rsplit("/", 2)[1])
+        per_session.setdefault(session, []).append(f"{uri}: {why}")
+    samples = {s: "; ".join(found[:SAMPLE_SIZE]) for s, found in per_session.items()}
+    return session_rows("landing_files_intact", "ERROR", "lake_parquet", sessions, {s: len(f) for s, f in per_session.items()}, samples)
+
+
 def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], asset: str) -> pa.Table:
     """Per session, the symbols of the universe with no bar at all (WARN: a listing can pause)."""
     present = _con(bars=bars.select(["session", "symbol"])).sql("SELECT session, list(DISTINCT symbol) FROM bars GROUP BY session").fetchall()

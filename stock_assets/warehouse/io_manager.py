@@ -3,16 +3,20 @@
 `metadata={"warehouse_table": ...}` names the table. An optional `lake_path` also keeps the
 output in the lake as Hive-partitioned Parquet (dq_report, indicators); `lake_source` says
 where the lake already holds the asset's rows (redshift_table: lake/deduped). Redshift COPYs
-from those files; the lake is written first so that they exist when it does.
+from those files; the lake is written first so that they exist when it does. With
+`log_loads`, every replaced session is also recorded in `<table>_loads` (rows, when, which
+run): what the staleness of derived data is judged by (transforms/history.py).
 """
 
 import datetime as dt
 
 import dagster as dg
+import pyarrow as pa
 
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.storage import LakeStorage
+from stock_assets.transforms.history import loads_record
 from stock_assets.warehouse.warehouse import Warehouse, warehouse_for_url
 
 
@@ -26,24 +30,33 @@ class WarehouseResource(dg.ConfigurableResource):
         return warehouse_for_url(self.url, lake=lake, redshift_iam_role=self.redshift_iam_role)
 
 
+def store_window(warehouse: Warehouse, storage: LakeStorage, spec: dict, data: pa.Table, sessions: list[dt.date], run_id: str) -> dict:
+    """Replace the window's sessions of `spec["warehouse_table"]` (and of its lake copy) with
+    `data`: the asset's definition metadata says where. Returns the output metadata."""
+    table = spec["warehouse_table"]
+    metadata = {"warehouse_table": table}
+    source = spec.get("lake_source")
+    if lake_path := spec.get("lake_path"):
+        layout.write_sessions(storage, lake_path, data, sessions)
+        metadata["lake_location"] = dg.MetadataValue.path(storage.uri(lake_path))
+        source = lake_path
+    metadata["rows_loaded"] = warehouse.replace_window(table, data, sessions[0], sessions[-1], lake_prefix=source)
+    if spec.get("log_loads"):
+        record = loads_record(data, sessions, dt.datetime.now(dt.UTC), run_id)
+        warehouse.replace_window(f"{table}_loads", record, sessions[0], sessions[-1])
+    metadata["warehouse"] = warehouse.describe()
+    return metadata
+
+
 class WarehouseIOManager(dg.ConfigurableIOManager):
     warehouse: WarehouseResource
     lake: LakeResource
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        table = context.definition_metadata["warehouse_table"]
         sessions = [dt.date.fromisoformat(k) for k in context.asset_partition_keys]
         storage = self.lake.storage()
-        metadata = {"warehouse_table": table}
-        source = context.definition_metadata.get("lake_source")
-        if lake_path := context.definition_metadata.get("lake_path"):
-            layout.write_sessions(storage, lake_path, obj, sessions)
-            metadata["lake_location"] = dg.MetadataValue.path(storage.uri(lake_path))
-            source = lake_path
         warehouse = self.warehouse.get(lake=storage)
-        metadata["rows_loaded"] = warehouse.replace_window(table, obj, sessions[0], sessions[-1], lake_prefix=source)
-        metadata["warehouse"] = warehouse.describe()
-        context.add_output_metadata(metadata)
+        context.add_output_metadata(store_window(warehouse, storage, context.definition_metadata, obj, sessions, context.run_id))
 
     def load_input(self, context: dg.InputContext):
         table = context.upstream_output.definition_metadata["warehouse_table"]
