@@ -20,6 +20,8 @@ def resources_for(settings: Settings) -> dict:
     warehouse = WarehouseResource(
         url=dg.EnvVar("STOCK_ASSETS_WAREHOUSE_URL") if settings.warehouse_url_from_env else settings.warehouse_url,
         redshift_iam_role=settings.redshift_iam_role,
+        lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
+        statement_timeout_seconds=settings.warehouse_statement_timeout_seconds,
     )
     return {
         "lake": lake,

@@ -4,20 +4,74 @@ API keys are not read here: the provider resource takes them as dg.EnvVar, so th
 resolved at run time and never appear in config, logs or metadata.
 """
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from stock_assets.schema import validate_symbol
+from stock_assets.schema import InvalidSymbolError, validate_symbol
 
 INTERVALS = ("1d", "60min", "30min", "15min", "5min", "1min")
 PROVIDERS = ("synthetic", "alphavantage", "polygon")
+SYNTHETIC_FAULTS = ("nulls", "zeros", "duplicates", "ohlc", "missing_symbol", "missing_session", "split_jump")
+BOOLEANS = ("true", "false", "1", "0", "yes", "no")
+EARLIEST_START = "1990-01-02"  # the calendar's (and the synthetic market's) first session
 # Free-tier budgets: Alpha Vantage 5/minute and 25/day, Polygon 5/minute.
 DEFAULTS = {
     "alphavantage": {"base_url": "https://www.alphavantage.co", "per_minute": "5", "per_day": "25"},
     "polygon": {"base_url": "https://api.polygon.io", "per_minute": "5", "per_day": ""},
     "synthetic": {"base_url": "", "per_minute": "0", "per_day": ""},
 }
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work: the message names the variable and what it accepts."""
+
+
+def _fail(name: str, value: str, accepted: str, why: str = "") -> SettingsError:
+    shown = "<set>" if name in _SECRET_VARIABLES else repr(value)
+    return SettingsError(f"{name}={shown}{': ' + why if why else ''}; accepted: {accepted}")
+
+
+_SECRET_VARIABLES = {"STOCK_ASSETS_WAREHOUSE_URL", "STOCK_ASSETS_PROVIDER_BUDGET_URL"}  # may hold a password
+
+
+def _number(env, name: str, default: str, kind=float, minimum: float = 0):
+    raw = env.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise _fail(name, raw, f"{'a whole number' if kind is int else 'a number'} >= {minimum:g}") from None
+    if value < minimum:
+        raise _fail(name, raw, f"{'a whole number' if kind is int else 'a number'} >= {minimum:g}")
+    return value
+
+
+def _choice(env, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, default)
+    if value not in choices:
+        raise _fail(name, value, ", ".join(choices))
+    return value
+
+
+def _start(env, today: dt.date) -> str:
+    raw = env.get("STOCK_ASSETS_START", "2015-01-02")
+    accepted = f"a date YYYY-MM-DD from {EARLIEST_START} to today ({today})"
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise _fail("STOCK_ASSETS_START", raw, accepted) from None
+    if not (dt.date.fromisoformat(EARLIEST_START) <= day <= today):
+        raise _fail("STOCK_ASSETS_START", raw, accepted, "outside the range")
+    return raw
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...], accepted: str) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes and not (scheme == "" and "" in schemes):
+        raise _fail(name, value, accepted, f"unsupported scheme {scheme!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -44,45 +98,62 @@ class Settings:
     ui_url: str = "http://127.0.0.1:3000"
     step_retries: int = 3
     step_retry_delay_seconds: float = 30.0
+    warehouse_lock_timeout_seconds: float = 60.0  # a DuckDB file or PostgreSQL lock held by someone else
+    warehouse_statement_timeout_seconds: float = 3600.0  # PostgreSQL/Redshift: one statement at most
+    provider_budget_url: str = ""  # where the daily request budget is counted (sqlite:///… or postgresql://…)
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        env = os.environ
+    def from_env(cls, env: dict | None = None, today: dt.date | None = None) -> "Settings":
+        """Every variable read and checked here, once: a bad one raises SettingsError naming it."""
+        env = os.environ if env is None else env
+        today = today or dt.date.today()
         home = Path(env.get("STOCK_ASSETS_HOME") or "./.stock_assets").resolve()
-        symbols = tuple(
-            validate_symbol(s.strip().upper())
-            for s in env.get("STOCK_ASSETS_SYMBOLS", "AAPL,MSFT,NVDA,IBM,AMZN").split(",")
-            if s.strip()
-        )
-        interval = env.get("STOCK_ASSETS_INTERVAL", "1d")
-        if interval not in INTERVALS:
-            raise ValueError(f"STOCK_ASSETS_INTERVAL={interval!r} is not one of {', '.join(INTERVALS)}")
-        provider = env.get("STOCK_ASSETS_PROVIDER", "synthetic")
-        if provider not in PROVIDERS:
-            raise ValueError(f"STOCK_ASSETS_PROVIDER={provider!r} is not one of {', '.join(PROVIDERS)}")
+        raw_symbols = env.get("STOCK_ASSETS_SYMBOLS", "AAPL,MSFT,NVDA,IBM,AMZN")
+        symbols = tuple(s.strip().upper() for s in raw_symbols.split(",") if s.strip())
+        if not symbols:
+            raise _fail("STOCK_ASSETS_SYMBOLS", raw_symbols, "a comma list of symbols, e.g. AAPL,MSFT", "no symbol")
+        for symbol in symbols:
+            try:
+                validate_symbol(symbol)
+            except InvalidSymbolError as err:
+                raise _fail("STOCK_ASSETS_SYMBOLS", raw_symbols, "upper-case letters, digits, '.' or '-', 1-15 characters each", str(err)) from None
+        interval = _choice(env, "STOCK_ASSETS_INTERVAL", "1d", INTERVALS)
+        provider = _choice(env, "STOCK_ASSETS_PROVIDER", "synthetic", PROVIDERS)
         prefix, defaults = provider.upper(), DEFAULTS[provider]
+        faults = tuple(f.strip() for f in env.get("STOCK_ASSETS_SYNTHETIC_FAULTS", "").split(",") if f.strip())
+        if unknown := [f for f in faults if f not in SYNTHETIC_FAULTS]:
+            raise _fail("STOCK_ASSETS_SYNTHETIC_FAULTS", ",".join(faults), ", ".join(SYNTHETIC_FAULTS), f"unknown {unknown}")
         per_day = env.get(f"{prefix}_REQUESTS_PER_DAY", defaults["per_day"])
+        lake_url = _url("STOCK_ASSETS_LAKE_URL", env.get("STOCK_ASSETS_LAKE_URL") or str(home / "lake"), ("", "file", "s3"),
+                        "a local path or s3://bucket/prefix")
+        warehouse_url = _url("STOCK_ASSETS_WAREHOUSE_URL", env.get("STOCK_ASSETS_WAREHOUSE_URL") or f"duckdb:///{home / 'warehouse.duckdb'}",
+                             ("duckdb", "postgresql", "postgres", "redshift"), "duckdb:///path, postgresql://user@host:5432/db or redshift://user@host:5439/db")
+        budget_url = _url("STOCK_ASSETS_PROVIDER_BUDGET_URL", env.get("STOCK_ASSETS_PROVIDER_BUDGET_URL") or f"sqlite:///{home / 'provider_budget.sqlite'}",
+                          ("sqlite", "postgresql", "postgres"), "sqlite:///path or postgresql://user@host:5432/db")
         return cls(
             home=home,
             provider=provider,
             symbols=symbols,
             interval=interval,
-            start=env.get("STOCK_ASSETS_START", "2015-01-02"),
-            lake_url=env.get("STOCK_ASSETS_LAKE_URL") or str(home / "lake"),
-            warehouse_url=env.get("STOCK_ASSETS_WAREHOUSE_URL") or f"duckdb:///{home / 'warehouse.duckdb'}",
-            synthetic_faults=tuple(f.strip() for f in env.get("STOCK_ASSETS_SYNTHETIC_FAULTS", "").split(",") if f.strip()),
-            provider_base_url=env.get(f"{prefix}_BASE_URL") or defaults["base_url"],
-            requests_per_minute=float(env.get(f"{prefix}_REQUESTS_PER_MINUTE", defaults["per_minute"])),
-            requests_per_day=int(per_day) if per_day else None,
-            http_retries=int(env.get("STOCK_ASSETS_HTTP_RETRIES", "4")),
-            http_backoff_seconds=float(env.get("STOCK_ASSETS_HTTP_BACKOFF_SECONDS", "2")),
-            alphavantage_adjusted=env.get("ALPHAVANTAGE_ADJUSTED", "false").lower() in ("1", "true", "yes"),
-            alphavantage_datatype=env.get("ALPHAVANTAGE_DATATYPE", "json"),
-            dq_jump_threshold=float(env.get("STOCK_ASSETS_DQ_JUMP_THRESHOLD", "0.25")),
+            start=_start(env, today),
+            lake_url=lake_url,
+            warehouse_url=warehouse_url,
+            synthetic_faults=faults,
+            provider_base_url=_url(f"{prefix}_BASE_URL", env.get(f"{prefix}_BASE_URL") or defaults["base_url"], ("http", "https", ""), "http://host[:port] or https://host"),
+            requests_per_minute=_number(env, f"{prefix}_REQUESTS_PER_MINUTE", defaults["per_minute"]),
+            requests_per_day=_number(env, f"{prefix}_REQUESTS_PER_DAY", per_day, int) if per_day else None,
+            http_retries=_number(env, "STOCK_ASSETS_HTTP_RETRIES", "4", int),
+            http_backoff_seconds=_number(env, "STOCK_ASSETS_HTTP_BACKOFF_SECONDS", "2"),
+            alphavantage_adjusted=_choice({k: v.lower() for k, v in env.items() if k == "ALPHAVANTAGE_ADJUSTED"}, "ALPHAVANTAGE_ADJUSTED", "false", BOOLEANS) in ("1", "true", "yes"),
+            alphavantage_datatype=_choice(env, "ALPHAVANTAGE_DATATYPE", "json", ("json", "csv")),
+            dq_jump_threshold=_number(env, "STOCK_ASSETS_DQ_JUMP_THRESHOLD", "0.25"),
             warehouse_url_from_env=bool(env.get("STOCK_ASSETS_WAREHOUSE_URL")),
             redshift_iam_role=env.get("STOCK_ASSETS_REDSHIFT_IAM_ROLE") or None,
             slack_webhook_set=bool(env.get("STOCK_ASSETS_SLACK_WEBHOOK_URL")),
-            ui_url=env.get("STOCK_ASSETS_UI_URL", "http://127.0.0.1:3000"),
-            step_retries=int(env.get("STOCK_ASSETS_STEP_RETRIES", "3")),
-            step_retry_delay_seconds=float(env.get("STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS", "30")),
+            ui_url=_url("STOCK_ASSETS_UI_URL", env.get("STOCK_ASSETS_UI_URL", "http://127.0.0.1:3000"), ("http", "https"), "http(s)://host[:port]"),
+            step_retries=_number(env, "STOCK_ASSETS_STEP_RETRIES", "3", int),
+            step_retry_delay_seconds=_number(env, "STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS", "30"),
+            warehouse_lock_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60"),
+            warehouse_statement_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS", "3600", minimum=1),
+            provider_budget_url=budget_url,
         )

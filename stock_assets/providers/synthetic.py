@@ -24,9 +24,10 @@ import pyarrow.csv as pacsv
 from stock_assets.calendar import nyse_calendar, session_bounds
 from stock_assets.lake.landing_format import from_landing_csv
 from stock_assets.providers.base import FetchResult, RawPayload
+from stock_assets.settings import SYNTHETIC_FAULTS
 
 EPOCH = "1990-01-02"
-FAULTS = ("nulls", "zeros", "duplicates", "ohlc", "missing_symbol", "missing_session", "split_jump")
+FAULTS = SYNTHETIC_FAULTS
 CSV_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "adj_close", "vwap", "trades"]
 
 

@@ -37,9 +37,8 @@ def _symbol_traces(df: pd.DataFrame, x: pd.Series, visible: bool) -> list[tuple[
     traces = []
     for row, lines in LINES.items():
         for column, label, style in lines:
-            fill = "tonexty" if column == "bb_lower" else None  # shade between the bands
-            traces.append((row, go.Scatter(x=x, y=df[column], name=label, line=style, visible=visible, fill=fill,
-                                           fillcolor="rgba(127,127,127,0.12)", legendgroup=str(row))))
+            # No shading between the bands: a fill would bridge a hole in the history.
+            traces.append((row, go.Scatter(x=x, y=df[column], name=label, line=style, visible=visible, legendgroup=str(row))))
     change = 100 * df["pct_change"]
     traces.append((3, go.Bar(x=x, y=df["volume"], name="volume", marker_color="#8c9fbf", visible=visible)))
     traces.append((4, go.Bar(x=x, y=change, name="daily %", visible=visible,

@@ -69,7 +69,7 @@ def _html_table(frame: pd.DataFrame, index: bool) -> str:
 def render(data: ReportData, generated_at: dt.datetime) -> str:
     checks = data.quality["check_name"].nunique() if not data.quality.empty else 0
     failures = quality_summary(data)
-    quality = (f"<p>All {checks} checks passed in every session.</p>" if failures.empty
+    quality = (f"<p>All {checks} checks passed in every session loaded.</p>" if failures.empty
                else _html_table(failures, index=False))
     banner = ('<p class="banner">Synthetic data: a deterministic random walk, not market data.</p>'
               if "synthetic" in data.sources else "")

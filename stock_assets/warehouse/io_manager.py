@@ -25,6 +25,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str
     redshift_iam_role: str | None = None  # STOCK_ASSETS_REDSHIFT_IAM_ROLE, for COPY from S3
+    lock_timeout_seconds: float = 60.0  # STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS
+    statement_timeout_seconds: float = 3600.0  # STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS
 
     def get(self, lake: LakeStorage | None = None) -> Warehouse:
         return warehouse_for_url(self.url, lake=lake, redshift_iam_role=self.redshift_iam_role)
