@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp dagster.yaml $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
-instance: $(DAGSTER_HOME)/dagster.yaml
+# The instance's storage is created once, under a lock: two first commands at once are safe.
+instance: install $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/python -m stock_assets.instance
 
 run: install instance
 	$(BIN)/python -m stock_assets.cli run --sessions $(SESSIONS)

@@ -8,6 +8,14 @@ import sys
 import dagster as dg
 
 from stock_assets.definitions import build_defs
+from stock_assets.instance import (
+    PoolBusyError,
+    fail_dead_runs,
+    prepare_instance,
+    process_tags,
+    stop_on_signals,
+    wait_for_pool,
+)
 from stock_assets.partitions import closed_sessions, sessions_between
 from stock_assets.settings import Settings
 from stock_assets.warehouse.common import redact_url
@@ -20,7 +28,7 @@ def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.
     job = defs.resolve_implicit_global_asset_job_def()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     return job.execute_in_process(
-        run_config=quiet, instance=instance, tags=dict(zip(RANGE_TAGS, (first, last))), raise_on_error=False
+        run_config=quiet, instance=instance, tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags(), raise_on_error=False
     )
 
 
@@ -83,7 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    defs, instance = build_defs(settings), dg.DagsterInstance.get()
+    instance = prepare_instance()
+    stop_on_signals(instance)
+    fail_dead_runs(instance)
+    try:
+        wait_for_pool(instance, f"provider_{settings.provider}", settings.pool_wait_seconds)
+    except PoolBusyError as err:
+        print(f"stock_assets: {err}", file=sys.stderr)
+        return 3
+    defs = build_defs(settings)
     if args.command == "run":
         keys = closed_sessions(settings.start, args.sessions)
         chunks = [(keys[0], keys[-1])]

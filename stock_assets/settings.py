@@ -101,6 +101,7 @@ class Settings:
     warehouse_lock_timeout_seconds: float = 60.0  # a DuckDB file or PostgreSQL lock held by someone else
     warehouse_statement_timeout_seconds: float = 3600.0  # PostgreSQL/Redshift: one statement at most
     provider_budget_url: str = ""  # where the daily request budget is counted (sqlite:///… or postgresql://…)
+    pool_wait_seconds: float = 3600.0  # how long a command waits for the provider pool a live run holds
 
     @classmethod
     def from_env(cls, env: dict | None = None, today: dt.date | None = None) -> "Settings":
@@ -156,4 +157,5 @@ class Settings:
             warehouse_lock_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60"),
             warehouse_statement_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS", "3600", minimum=1),
             provider_budget_url=budget_url,
+            pool_wait_seconds=_number(env, "STOCK_ASSETS_POOL_WAIT_SECONDS", "3600"),
         )

@@ -16,6 +16,7 @@ class Reply:
     body: bytes
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering: a slow or hung server
 
 
 @dataclass
@@ -48,6 +49,7 @@ class FakeApi:
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 api.requests.append(Request(parts.path, query, dict(self.headers), time.monotonic()))
                 reply = api.answer(parts.path, query)
+                time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

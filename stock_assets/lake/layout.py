@@ -131,6 +131,7 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     """write_landing, and the window as read_landing will return it while the window's folders
     hold only these files."""
     by_session = split_by_session(bars)
+    storage.clean_temporary()
     strays = sorted(set(by_session) - set(sessions))
     if strays:  # the caller sets such bars aside first (landing_csv): none may vanish here
         raise ValueError(f"bars outside the landing window's sessions: {', '.join(map(str, strays[:5]))}")
@@ -214,6 +215,7 @@ def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions:
 
 def write_split(storage: LakeStorage, prefix: str, by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> list[str]:
     """write_sessions for a table already split (split_by_session)."""
+    storage.clean_temporary()
 
     def write(session: dt.date) -> str | None:
         path, rows = session_path(prefix, session), by_session.get(session)

@@ -2,10 +2,16 @@
 
 Writes are atomic: locally a temporary file renamed into place, on S3 a single object
 upload that becomes visible only when complete. A reader never sees half a file.
+
+Local temporary files live in the lake root's `.tmp/`, never beside the files they become:
+a writer killed mid-write leaves nothing that a reader of a table's folders (DuckDB's
+`read_parquet('…/*/*')`, pyarrow, Spark, Athena) would count. The next window write removes
+what such a writer left (`clean_temporary`).
 """
 
 import io
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +39,9 @@ def filesystem_for(url: str) -> tuple[pafs.FileSystem, str]:
         root = Path(parsed.path if parsed.scheme else url).resolve()
         return pafs.LocalFileSystem(), root.as_posix()
     raise ValueError(f"unsupported lake URL {url!r}: use a local path or s3://bucket/prefix")
+
+
+TMP = ".tmp"
 
 
 @dataclass
@@ -72,7 +81,8 @@ class LakeStorage:
                 out.write(data)
             return
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        self.fs.create_dir(self.path(TMP), recursive=True)
+        tmp = self.path(f"{TMP}/{relpath.replace('/', '__')}.tmp-{uuid.uuid4().hex}")
         try:
             with self.fs.open_output_stream(tmp) as out:
                 for chunk in chunks:
@@ -81,6 +91,16 @@ class LakeStorage:
         except BaseException:
             self.fs.delete_file(tmp)
             raise
+
+    def clean_temporary(self, older_than_seconds: float = 600) -> list[str]:
+        """Remove temporary files left by writers that died (older than any write in flight)."""
+        if not self.is_local:
+            return []
+        selector = pafs.FileSelector(self.path(TMP), recursive=False, allow_not_found=True)
+        stale = [i.path for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File and i.mtime.timestamp() < time.time() - older_than_seconds]
+        for path in stale:
+            self.fs.delete_file(path)
+        return stale
 
     def map(self, fn: Callable, items: Iterable) -> list:
         """`fn` over `items` on a few threads, results in order, the first error raised. A window
@@ -123,7 +143,7 @@ class LakeStorage:
     def file_infos(self, prefix: str) -> list[pafs.FileInfo]:
         """Finished files under `prefix` with their sizes and modification times."""
         selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
-        return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File and ".tmp-" not in i.base_name]
+        return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File and not i.path.startswith(self.path(TMP) + "/")]
 
     def relative(self, path: str) -> str:
         return path[len(self._fs_root[1]) + 1 :]

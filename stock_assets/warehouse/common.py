@@ -16,6 +16,16 @@ class WarehouseConnectionError(RuntimeError):
     pass
 
 
+class WarehouseLockedError(WarehouseConnectionError):
+    """Someone else held the warehouse (a DuckDB file, a PostgreSQL table lock) for longer than
+    STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS; the message names what, who when known, and
+    what to do. Nothing was changed."""
+
+
+LOCK_TIMEOUT_VARIABLE = "STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS"
+STATEMENT_TIMEOUT_VARIABLE = "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS"
+
+
 def load_error(table: str, first: dt.date, last: dt.date, why: str, secret: str | None = None) -> WarehouseLoadError:
     return WarehouseLoadError(
         f"loading {table} for sessions {first}..{last} failed and was rolled back: {redact(why, secret)}"

@@ -1,27 +1,78 @@
-"""DuckDB, the embedded default: the window's rows inserted straight from Arrow."""
+"""DuckDB, the embedded default: the window's rows inserted straight from Arrow.
+
+One process at a time may open the file (a read-only one shuts writers out too). Every
+connection, read or write, waits for another process's lock with a short backoff for at most
+`lock_timeout_seconds`, logging what it waits for, then raises WarehouseLockedError naming
+the file and the holder's PID.
+"""
 
 import contextlib
 import datetime as dt
+import logging
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from stock_assets.warehouse.common import check_window, load_error, quote
+from stock_assets.warehouse.common import LOCK_TIMEOUT_VARIABLE, WarehouseLockedError, check_window, load_error, quote
 from stock_assets.warehouse.ddl import CATALOG_SQL, plan_ddl, window_delete_sql
+
+log = logging.getLogger("stock_assets.warehouse")
+
+# DuckDB's own words, e.g. 'IO Error: Could not set lock on file "/x.duckdb": Conflicting lock is
+# held in /usr/bin/python3.11 (PID 12018). However, you would be able to open ...'
+LOCK_CONFLICT = re.compile(r"Could not set lock on file|Conflicting lock is held")
+LOCK_HOLDER = re.compile(r"held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+FIRST_WAIT_SECONDS, LONGEST_WAIT_SECONDS, LOG_EVERY_SECONDS = 0.2, 5.0, 5.0
+
+
+def lock_holder(message: str) -> str:
+    """'PID 12018, /usr/bin/python3.11' from DuckDB's lock message, or 'PID unknown'."""
+    found = LOCK_HOLDER.search(message)
+    return f"PID {found['pid']}, {found['program']}" if found else "PID unknown"
 
 
 @dataclass
 class DuckDBWarehouse:
     path: Path
+    lock_timeout_seconds: float = 60.0  # STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS
     dialect = "duckdb"
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        con = self._open()
         con.execute("SET TimeZone = 'UTC'")
         return con
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """duckdb.connect, waiting out another process's lock on the file for lock_timeout_seconds."""
+        started = time.monotonic()
+        pause, logged = FIRST_WAIT_SECONDS, None
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as err:
+                if not LOCK_CONFLICT.search(str(err)):
+                    raise
+                holder, waited = lock_holder(str(err)), time.monotonic() - started
+                left = self.lock_timeout_seconds - waited
+                if left <= 0:
+                    raise WarehouseLockedError(
+                        f"the DuckDB warehouse {self.path.absolute()} is locked by another process ({holder}); "
+                        f"waited {waited:.1f} s ({LOCK_TIMEOUT_VARIABLE}={self.lock_timeout_seconds:g}): "
+                        f"a process has the warehouse open; close it, or query a copy "
+                        f"(cp {self.path.absolute()} /tmp/copy.duckdb) or the lake's Parquet files"
+                    ) from err
+                if logged is None or time.monotonic() - logged >= LOG_EVERY_SECONDS:
+                    log.info("waiting for the DuckDB warehouse %s: another process holds its lock (%s); "
+                             "waited %.1f s, giving up after %g s", self.path.absolute(), holder, waited,
+                             self.lock_timeout_seconds)
+                    logged = time.monotonic()
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, LONGEST_WAIT_SECONDS)
 
     def _ensure(self, con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:
         statements = plan_ddl(table, schema, self.dialect, con.execute(CATALOG_SQL).fetchall())

@@ -29,7 +29,9 @@ class WarehouseResource(dg.ConfigurableResource):
     statement_timeout_seconds: float = 3600.0  # STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS
 
     def get(self, lake: LakeStorage | None = None) -> Warehouse:
-        return warehouse_for_url(self.url, lake=lake, redshift_iam_role=self.redshift_iam_role)
+        return warehouse_for_url(self.url, lake=lake, redshift_iam_role=self.redshift_iam_role,
+                                 lock_timeout_seconds=self.lock_timeout_seconds,
+                                 statement_timeout_seconds=self.statement_timeout_seconds)
 
 
 def store_window(warehouse: Warehouse, storage: LakeStorage, spec: dict, data: pa.Table, sessions: list[dt.date], run_id: str) -> dict:

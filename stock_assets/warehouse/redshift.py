@@ -18,6 +18,10 @@ Which files:
   object under warehouse/staging/ and COPYed the same way. Small tables only take this path.
 Manifests stay in the lake (warehouse/manifests/<table>/<first>_<last>.manifest): the record of
 what each window's last load read.
+
+Redshift has no lock_timeout setting (SET lock_timeout fails there): a lock wait is bounded by
+statement_timeout (STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS), which counts queueing and
+waiting too, and connect_timeout still applies.
 """
 
 import datetime as dt
@@ -77,6 +81,9 @@ class RedshiftWarehouse(PostgresWarehouse):
 
     def dsn(self) -> str:
         return re.sub(r"^redshift://", "postgresql://", self.url)  # same wire protocol, same libpq
+
+    def session_settings(self) -> list[str]:
+        return [s for s in super().session_settings() if not s.startswith("SET lock_timeout")]
 
     def _files(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None):
         """(relative paths to COPY, the SQL that gives each row its session)."""
