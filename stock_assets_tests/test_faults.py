@@ -59,7 +59,7 @@ def test_a_run_killed_while_it_holds_the_pool_is_failed_and_freed_by_the_next_co
 
     fake_api.route("/query", Reply(MSFT_2019))  # the provider answers again
     started = time.monotonic()
-    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "its process" in again.stdout and "marked failed, its pool slots freed" in again.stdout
     assert time.monotonic() - started < 120
@@ -137,5 +137,5 @@ def test_first_commands_at_once_on_a_new_instance_leave_one_schema(tmp_path):
         assert [r.wait(timeout=120) for r in racers] == [0, 0, 0]
         with sqlite3.connect(home / "dagster" / "history" / "runs.db") as db:
             assert len(db.execute("SELECT * FROM alembic_version").fetchall()) == 1
-        later = subprocess.run([sys.executable, "-m", "stock_assets.instance"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        later = subprocess.run([sys.executable, "-m", "stock_assets.instance"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert later.returncode == 0, later.stderr
