@@ -1,6 +1,9 @@
 """The landing sensor over new, duplicate and malformed dropped files, on a local folder and on
 a real S3 API; then the run it asks for, turning a dropped file into warehouse rows."""
 
+import os
+import time
+
 import dagster as dg
 import duckdb
 import pytest
@@ -29,10 +32,16 @@ def lake_url(request, tmp_path) -> str:
     return str(tmp_path / "lake") if request.param == "local" else request.getfixturevalue("s3_lake_url")
 
 
+def drop(lake: LakeStorage, name: str, body: bytes) -> None:
+    """A complete drop: the file, then its completion marker."""
+    lake.write_bytes(f"landing/incoming/{name}", body)
+    lake.write_bytes(f"landing/incoming/{name}.done", b"")
+
+
 def test_new_duplicate_and_malformed_files(instance, lake_url):
     lake = LakeStorage(lake_url)
-    lake.write_bytes("landing/incoming/ko.csv", KO)
-    lake.write_bytes("landing/incoming/aapl_no_symbol.csv", NO_SYMBOL)
+    drop(lake, "ko.csv", KO)
+    drop(lake, "aapl_no_symbol.csv", NO_SYMBOL)
 
     requests, cursor, _ = evaluate(instance, lake_url)
     [ko] = requests
@@ -40,8 +49,8 @@ def test_new_duplicate_and_malformed_files(instance, lake_url):
     assert ko.tags["dagster/asset_partition_range_end"] == "2014-12-31"
     landed = [p for p in lake.list_files("landing") if "/ext-" in p]
     assert len(landed) == 754 and "landing/2012-10-29" not in str(landed)  # Sandy closure: no session, no file
-    # The malformed file is moved to quarantine with its reason beside it; nothing else is lost.
-    assert lake.list_files("landing/incoming") == ["landing/incoming/ko.csv"]
+    # The malformed file is copied to quarantine with its reason beside it; the original stays.
+    assert [p for p in lake.list_files("landing/incoming") if p.endswith(".csv")] == ["landing/incoming/aapl_no_symbol.csv", "landing/incoming/ko.csv"]
     [bad, reason] = lake.list_files("quarantine")
     assert bad.endswith("aapl_no_symbol.csv") and reason == bad + ".reason.txt"
     assert lake.read_bytes(bad) == NO_SYMBOL
@@ -52,14 +61,14 @@ def test_new_duplicate_and_malformed_files(instance, lake_url):
     assert again == [] and len(skips) == 1 and same_cursor == cursor
 
     # The same bytes dropped under another name: the same run key, so Dagster runs it once.
-    lake.write_bytes("landing/incoming/ko_copy.csv", KO)
+    drop(lake, "ko_copy.csv", KO)
     [duplicate], _, _ = evaluate(instance, lake_url, cursor)
     assert duplicate.run_key == ko.run_key
 
 
 def test_good_rows_land_and_load_bad_rows_are_quarantined(instance, settings, lake_url):
     lake = LakeStorage(lake_url)
-    lake.write_bytes("landing/incoming/mixed.csv", MIXED)
+    drop(lake, "mixed.csv", MIXED)
     [request], _, _ = evaluate(instance, lake_url)
     assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == ("2014-12-29", "2014-12-31")
     [rejected, reason] = lake.list_files("quarantine")
@@ -73,3 +82,63 @@ def test_good_rows_land_and_load_bad_rows_are_quarantined(instance, settings, la
         rows = con.execute("SELECT session::VARCHAR, open, high, low, close, volume FROM prices ORDER BY session").fetchall()
     expected = [line.split(",")[1:] for line in KO_TAIL.decode().splitlines()[1:]]
     assert rows == [(d, float(o), float(h), float(lo), float(c), int(v)) for d, o, h, lo, c, v in expected]
+
+
+def test_files_with_old_times_are_picked_up_and_growing_files_wait_until_complete(instance, tmp_path):
+    # A local folder: modification times are set as `cp -p`, `mv` and `rsync -t` leave them.
+    url = str(tmp_path / "lake")
+    lake = LakeStorage(url)
+    incoming = tmp_path / "lake" / "landing" / "incoming"
+    lake.write_bytes("landing/incoming/ko.csv", KO)
+    a_year_ago = time.time() - 365 * 86400
+    os.utime(incoming / "ko.csv", (a_year_ago, a_year_ago))
+    requests, cursor, skips = evaluate(instance, url)
+    assert requests == [] and "no new complete file" in skips[0].skip_message  # seen once: it may still grow
+    [ko], cursor, _ = evaluate(instance, url, cursor)  # unchanged since, and long since written: complete
+    assert ko.tags["stock_assets/landing_file"] == "landing/incoming/ko.csv"
+
+    half = len(MIXED) // 2
+    (incoming / "late.csv").write_bytes(MIXED[:half])  # a writer still busy
+    requests, cursor, _ = evaluate(instance, url, cursor)
+    assert requests == [] and lake.list_files("quarantine") == []  # not read, not quarantined
+    with open(incoming / "late.csv", "ab") as f:
+        f.write(MIXED[half:])
+    requests, cursor, _ = evaluate(instance, url, cursor)
+    assert requests == []  # it changed since the last tick: still being written
+    settled = time.time() - 60
+    os.utime(incoming / "late.csv", (settled, settled))
+    requests, cursor, _ = evaluate(instance, url, cursor)  # the size and time it had are now 60 s old
+    requests, cursor, _ = evaluate(instance, url, cursor)
+    [late] = requests
+    assert (late.tags["dagster/asset_partition_range_start"], late.tags["dagster/asset_partition_range_end"]) == ("2014-12-29", "2014-12-31")
+    assert len([p for p in lake.list_files("landing/2014-12-30") if p.endswith(".csv")]) == 2  # ko's and late's: one copy each
+    assert evaluate(instance, url, cursor)[0] == []  # exactly once
+
+
+def test_a_non_numeric_value_sets_aside_its_row_only_and_nothing_is_deleted(instance, settings, lake_url):
+    lake = LakeStorage(lake_url)
+    body = KO_TAIL.replace(KO_TAIL.splitlines()[2].split(b",")[2], b"4l.5", 1)  # a typo: one open price is not a number
+    drop(lake, "typo.csv", body)
+    [request], _, _ = evaluate(instance, lake_url)
+    [bad, reason] = lake.list_files("quarantine")
+    assert b"4l.5" in lake.read_bytes(bad) and lake.read_bytes(bad).count(b"\n") == 1 + 1
+    assert "1 rows with a open that is not a number" in lake.read_bytes(reason).decode()
+    assert "landing/incoming/typo.csv" in lake.list_files("landing/incoming")
+    defs = defs_for(settings.__class__(**{**settings.__dict__, "lake_url": lake_url}))
+    result = defs.resolve_job_def("landing_to_lake_job").execute_in_process(instance=instance, tags=request.tags)
+    assert result.success
+    with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM prices").fetchall() == [(2,)]
+
+
+def test_a_garbage_landed_file_moves_to_quarantine_and_the_rerun_passes(instance, settings):
+    lake = LakeStorage(settings.lake_url)
+    drop(lake, "mixed.csv", MIXED)
+    [request], _, _ = evaluate(instance, settings.lake_url)
+    lake.write_bytes("landing/2014-12-30/ext-garbage.csv", b"\x00\x01 not a csv at all")
+    job = defs_for(settings).resolve_job_def("landing_to_lake_job")
+    result = job.execute_in_process(instance=instance, tags=request.tags)
+    assert result.success  # the garbage no longer fails every run covering its session
+    moved = [p for p in lake.list_files("quarantine/landing") if p.endswith("ext-garbage.csv")]
+    assert len(moved) == 1 and lake.read_bytes(moved[0]) == b"\x00\x01 not a csv at all"
+    assert job.execute_in_process(instance=instance, tags=request.tags).success

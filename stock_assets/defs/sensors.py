@@ -2,6 +2,7 @@
 loaded; indicators left stale by a load that did not recompute them are recomputed."""
 
 import datetime as dt
+import hashlib
 import json
 
 import dagster as dg
@@ -23,37 +24,65 @@ landing_to_lake_job = dg.define_asset_job(
 )
 
 
-def _after(cursor: dict, mtime_ns: int, key: str) -> bool:
-    return mtime_ns > cursor["mtime_ns"] or (mtime_ns == cursor["mtime_ns"] and key not in cursor["keys"])
+STABLE_SECONDS = 30  # a file unchanged (size and time) for this long, over two ticks, is complete
+DONE_SUFFIX = ".done"  # or its writer says so: drop `<name>.done` beside it when it is complete
+
+
+def _ready(storage, infos) -> tuple[list, dict, set, float]:
+    """The files of incoming/ to look at now, and what to remember of those still being written.
+
+    A file is complete when `<name>.done` exists, or when its size and time were the same at the
+    previous tick and are STABLE_SECONDS old. Hidden or partial names (`.x`, `_x`, `*.tmp`,
+    `*.part`) are someone's write in progress."""
+    names = {storage.relative(i.path) for i in infos}
+    now = dt.datetime.now(dt.UTC).timestamp()
+    files = [i for i in infos if not i.base_name.startswith((".", "_")) and not i.base_name.endswith((".tmp", ".part", DONE_SUFFIX))]
+    return files, {storage.relative(i.path): [i.size, i.mtime_ns] for i in files}, names, now
 
 
 @dg.sensor(job=landing_to_lake_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """One run per new file in landing/incoming/, over the sessions it holds; malformed files
-    and rows go to quarantine/ with the reason. The cursor (last modification time seen, and
-    the files seen at that time) makes each file processed once, across restarts."""
+    and rows go to quarantine/ with the reason. A file is known by its name and content (not its
+    time: `cp -p`, `mv` and `rsync -t` keep old ones), picked up once it is complete, and never
+    deleted: a file that changes is picked up again. The cursor remembers both, across restarts."""
     storage = lake.storage()
-    cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "keys": []}
-    found = sorted((i.mtime_ns, storage.relative(i.path)) for i in storage.file_infos(INCOMING))
-    new = [(m, k) for m, k in found if _after(cursor, m, k)][:FILES_PER_TICK]
-    if not new:
-        yield dg.SkipReason(f"no new file in {storage.uri(INCOMING)}")
-        return
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    seen, sizes = cursor.get("seen", {}), cursor.get("sizes", {})  # name -> [size, mtime, digest]; name -> [size, mtime]
+    files, now_sizes, names, now = _ready(storage, storage.file_infos(INCOMING))
+    todo, waiting = [], []
+    for info in sorted(files, key=lambda i: i.path):
+        key, stamp = storage.relative(info.path), [info.size, info.mtime_ns]
+        if seen.get(key, [None, None])[:2] == stamp:
+            continue  # looked at already, unchanged
+        complete = f"{key}{DONE_SUFFIX}" in names or (
+            sizes.get(key) == stamp and now - info.mtime_ns / 1e9 >= STABLE_SECONDS)
+        (todo if complete else waiting).append((key, stamp))
+    if waiting:
+        context.log.info(f"waiting for {len(waiting)} file(s) still being written (unchanged for {STABLE_SECONDS} s, or a {DONE_SUFFIX} marker): {', '.join(k for k, _ in waiting[:5])}")
     sessions = {d.date() for d in nyse_calendar(SETTINGS_START).sessions if d.date() <= dt.date.today()}
-    now = dt.datetime.now(dt.UTC)
-    for mtime_ns, key in new:
-        outcome = land_dropped_file(storage, key, sessions, now)
+    stamp_now = dt.datetime.now(dt.UTC)
+    requests = []
+    for key, stamp in todo[:FILES_PER_TICK]:
+        digest = hashlib.sha256(storage.read_bytes(key)).hexdigest()[:16]
+        if seen.get(key, [None, None, None])[2] == digest:
+            seen[key] = [*stamp, digest]  # touched, same bytes: nothing new
+            continue
+        outcome = land_dropped_file(storage, key, sessions, stamp_now)
+        seen[key] = [*stamp, outcome.digest]
         if outcome.error or outcome.rejected_rows:
             context.log.warning(f"{key}: {outcome.error or f'{outcome.rejected_rows} rows rejected'}; see {outcome.quarantined[0]}")
         if outcome.sessions:
             first, last = min(outcome.sessions), max(outcome.sessions)
-            yield dg.RunRequest(
+            requests.append(dg.RunRequest(
                 run_key=f"landing-{outcome.digest}",  # the same bytes dropped again: no second run
                 tags=dict(zip(RANGE_TAGS, (str(first), str(last)))) | {"stock_assets/landing_file": key},
-            )
-    last_mtime = new[-1][0]
-    seen = [k for m, k in new if m == last_mtime] + (cursor["keys"] if last_mtime == cursor["mtime_ns"] else [])
-    context.update_cursor(json.dumps({"mtime_ns": last_mtime, "keys": seen}))
+            ))
+    seen = {k: v for k, v in seen.items() if k in names}  # forget files that were removed
+    context.update_cursor(json.dumps({"seen": seen, "sizes": now_sizes}))
+    if not requests:
+        yield dg.SkipReason(f"no new complete file in {storage.uri(INCOMING)}" + (f" ({len(waiting)} still being written)" if waiting else ""))
+    yield from requests
 
 
 indicators_job = dg.define_asset_job(

@@ -49,6 +49,41 @@ def landing_dates(body: bytes, name: str = "") -> pa.Array:
         raise LandingFormatError(f"{name or 'CSV'}: cannot read its dates: {err}") from err
 
 
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def split_unreadable_rows(body: bytes) -> tuple[bytes | None, bytes | None, str]:
+    """A CSV whose typed parse failed, split into (good rows, bad rows, why), both as CSV with the
+    header: a bad row has a seed-format number or date that is not one. (None, None, why) when
+    the file has no usable header or no bad row explains the failure."""
+    try:
+        header = [c.strip().strip('"') for c in body.split(b"\n", 1)[0].decode().split(",")]
+        as_text = pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=True)
+        text = pacsv.read_csv(io.BytesIO(body), convert_options=as_text)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as err:
+        return None, None, str(err)
+    if missing := [c for c in SEED_COLUMNS if c not in text.column_names]:
+        return None, None, f"missing seed-format columns {missing}"
+    checks = {c: _DATE if c == "date" else _NUMBER for c in SEED_COLUMNS if c != "symbol"}
+    checks |= {c: _NUMBER for c in ("adj_close", "vwap", "trades", "dividend", "split_coefficient", "split") if c in text.column_names}
+    bad, named = pa.array([False] * text.num_rows), []
+    for column, pattern in checks.items():
+        wrong = pc.invert(pc.fill_null(pc.match_substring_regex(text[column], pattern), True))  # nulls are the checks' to judge
+        if pc.any(wrong).as_py():
+            named.append(f"{pc.sum(wrong).as_py()} rows with a {column} that is not a {'date' if column == 'date' else 'number'}")
+            bad = pc.or_(bad, wrong)
+    if not named or pc.all(bad).as_py():
+        return None, None, "no row is readable"
+
+    def csv(rows: pa.Table) -> bytes:
+        buf = io.BytesIO()
+        pacsv.write_csv(rows, buf, pacsv.WriteOptions(quoting_header="none"))
+        return buf.getvalue()
+
+    return csv(text.filter(pc.invert(bad))), csv(text.filter(bad)), "; ".join(named)
+
+
 def from_landing_csv(body: bytes, *, source: str, ingested_at: dt.datetime, interval: str = "1d", name: str = "") -> pa.Table:
     """Parse a landing or seed-format CSV into canonical bars; `name` goes into errors."""
     try:

@@ -11,9 +11,11 @@ Writing a window replaces what the window held before (idempotent re-runs); ever
 is written atomically by LakeStorage.
 """
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +28,7 @@ from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
 
+log = logging.getLogger("stock_assets.lake")
 STAMP = "%Y%m%dT%H%M%S%fZ"
 QUARANTINE = "quarantine"
 SORT_COLUMNS = ("session", "symbol", "interval", "ts", "check_name", "ingested_at")
@@ -156,12 +159,26 @@ def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
 
 
 def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
-    def read(path: str) -> pa.Table:
+    """The window's landing rows. A file that cannot be read moves to quarantine/ with its reason
+    instead of failing every run that covers it; the landing record of one of ours stays, so
+    `landing_files_intact` names it until a re-run of the window lands it again."""
+
+    def read(path: str) -> pa.Table | None:
         name = path.rsplit("/", 1)[1].removesuffix(".csv")
         moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
-        return from_landing_csv(storage.read_bytes(path), source="landing", ingested_at=moment, name=storage.uri(path))
+        body = storage.read_bytes(path)
+        try:
+            return from_landing_csv(body, source="landing", ingested_at=moment, name=storage.uri(path))
+        except LandingFormatError as err:
+            quarantine(storage, f"landing/{stamp(dt.datetime.now(dt.UTC))}-{path.replace('/', '_')}", body, f"{err}\n")
+            storage.delete(path)
+            if name.startswith("ext-"):  # another system's drop: nothing here can land it again
+                with contextlib.suppress(FileNotFoundError):
+                    storage.delete(record_path(path))
+            log.warning("%s: %s; moved to quarantine/landing/", storage.uri(path), err)
+            return None
 
-    tables = storage.map(read, landing_files(storage, sessions))
+    tables = [t for t in storage.map(read, landing_files(storage, sessions)) if t is not None]
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
 
@@ -189,6 +206,11 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict
     paths = landing_files(storage, sessions)
     found = storage.map(inspect, paths)
     damaged = {storage.uri(p): why for p, (_, why) in zip(paths, found) if why}
+    folders = storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions)
+    for path in (p for listed in folders for p in listed if p.rsplit("/", 1)[1].startswith("_") and p.endswith(".csv.json")):
+        written = path.rsplit("/", 1)[0] + "/" + path.rsplit("/", 1)[1][1:].removesuffix(".json")
+        if written not in paths:
+            damaged[storage.uri(written)] = "recorded as written, but the file is gone (moved to quarantine/landing/ as unreadable?); re-run the window"
     dates = [d for d, _ in found if d is not None]
     if not dates:
         return {}, damaged
