@@ -4,7 +4,15 @@ Resource keys are the same everywhere; which lake, warehouse and provider they r
 decided once, here, from the environment (stock_assets.settings).
 """
 
+import warnings
+
 import dagster as dg
+
+# Dagster marks `backfill_policy` (Beta) and the package loader (Preview) as not yet stable. The
+# project pins Dagster's version and its tests cover both, so the notices are for us, not for
+# the people running our commands.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from stock_assets import defs as defs_package
 from stock_assets.alerts import AlertsResource
