@@ -34,8 +34,9 @@ backfill: install instance
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml
 
+# Two workers: most tests wait on subprocesses, servers and SQLite, not on the two cores.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --durations=15
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -9,13 +9,15 @@ from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.landing_format import LandingFormatError, to_landing_csv
-from stock_assets.providers.base import RawPayload
+from stock_assets.preflight import unreachable
+from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payload
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.schema import BAR_SCHEMA
 from stock_assets.settings import Settings
 from stock_assets.transforms.accounting import REASONS, sample_keys, sort_window_bars
+from stock_assets.warehouse.io_manager import WarehouseResource
 
 
 class RawPricesConfig(dg.Config):
@@ -28,6 +30,34 @@ def _failures_md(failures: dict[str, str]) -> dg.MetadataValue:
 
 
 SETTINGS = Settings.from_env()
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+SHOWN_FAILURES = 10  # symbols quoted in a failure's message; the metadata table has them all
+
+
+def _stop(message: str, **metadata) -> dg.Failure:
+    """A failure no layer retries: the step's RetryPolicy skips it (dg.Failure(allow_retries=False)),
+    run retries skip step failures (run_retries.retry_on_asset_or_op_failure: false in dagster.yaml)."""
+    return dg.Failure(f"{message} (not retried: fix the cause, then run again)", metadata=metadata, allow_retries=False)
+
+
+def _no_window(context: dg.AssetExecutionContext) -> dg.Failure:
+    first, last = (context.run.tags.get(tag, "?") for tag in RANGE_TAGS)
+    return _stop(f"the window {first}..{last} holds no NYSE session: is the partition range reversed? "
+                 "Give the earlier session first (--partition-range FIRST...LAST, backfill --start/--end)")
+
+
+def _nothing_fetched(window: str, result: FetchResult) -> dg.Failure:
+    """No symbol came back: permanent failures stop the run, otherwise the step retry may mend it."""
+    shown = "; ".join(f"{symbol}: {why}" for symbol, why in list(result.failures.items())[:SHOWN_FAILURES])
+    more = len(result.failures) - SHOWN_FAILURES
+    detail = f"{shown}{f'; and {more} more' if more > 0 else ''}"
+    if result.all_permanent:
+        return _stop(f"no symbol could be fetched for {window}, every failure is permanent: {detail}", failures=_failures_md(result.failures))
+    transient = sorted(set(result.failures) - result.permanent)
+    return dg.Failure(
+        f"no symbol could be fetched for {window}; {', '.join(transient[:SHOWN_FAILURES])} may pass on a retry: {detail}",
+        metadata={"failures": _failures_md(result.failures)},
+    )
 
 
 @dg.asset(
@@ -47,13 +77,28 @@ SETTINGS = Settings.from_env()
     pool=f"provider_{SETTINGS.provider}",
 )
 def raw_prices(
-    context: dg.AssetExecutionContext, config: RawPricesConfig, provider: ProviderResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: RawPricesConfig,
+    provider: ProviderResource,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
 ) -> dg.Output[list[RawPayload]]:
     """Provider payloads for the window, byte-for-byte as received (bronze): one per response.
 
     A re-run fetches only the symbols this window lacks (quota is precious), unless `refetch`.
+    What no retry can mend fails at once and is not retried (dg.Failure(allow_retries=False)):
+    an empty or reversed window, no symbol, an unreachable warehouse, lake or budget store, and a
+    window whose every symbol failed permanently (bad key, premium endpoint, bad symbol,
+    malformed or bad request, spent daily budget). Throttling, 5xx and dropped connections are
+    retried by the HTTP layer, then by the step's RetryPolicy.
     """
     sessions = window_sessions(context)
+    if not sessions:
+        raise _no_window(context)
+    if not provider.symbols:
+        raise _stop("no symbol to fetch: set STOCK_ASSETS_SYMBOLS (e.g. AAPL,MSFT)")
+    if problem := unreachable(warehouse.get(), warehouse.url, lake.storage(), lake.url, provider.budget()):
+        raise _stop(problem)
     client = provider.client()
     kept: list[RawPayload] = []
     if client.reuse_fetched and not config.refetch:
@@ -67,7 +112,7 @@ def raw_prices(
         context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {note}")
     payloads = kept + result.payloads
     if not payloads and result.failures:
-        raise dg.Failure(f"no symbol could be fetched for {sessions[0]}..{sessions[-1]}", metadata={"failures": _failures_md(result.failures)})
+        raise _nothing_fetched(f"{sessions[0]}..{sessions[-1]}", result)
     return dg.Output(
         payloads,
         metadata={

@@ -35,10 +35,20 @@ _RENAME = {
     "dividend_amount": "dividend",
     "split coefficient": "split_coefficient",
 }
-# `Information` is classified by keywords, never by sentence. Rate-limit words are checked first
-# because the 2025 rate-limit text also advertises "premium plans ... premium endpoints".
-_RATE_WORDS = ("rate limit", "per minute", "per day", "frequency", "spread", "sparingly")
-_PERMANENT_WORDS = ("premium", "demo")
+# A notice (a body whose only key is `Note` or `Information`) is throttling unless it refuses the
+# key or the plan. Refusals are recognised by what they say, with URLs stripped first: every notice
+# links https://www.alphavantage.co/premium/, and throttle notices advertise "premium plans" and
+# "premium endpoints" too (2018: "Please visit …/premium/ if you would like to have a higher API
+# call volume"; 2025: "… to lift the free key rate limit … and instantly unlock all premium endpoints").
+_NOTICE_KEYS = {"Note", "Information"}
+_URL = re.compile(r"\(?\s*(?:https?://|www\.)[^\s)]*\)?", re.IGNORECASE)
+_BAD_KEY = re.compile(r"\b(invalid|missing)\b[^.!?]*\bapi ?key\b|\bapi ?key\b[^.!?]*\b(invalid|missing)\b", re.IGNORECASE)  # one sentence
+_REFUSALS = (
+    re.compile(r"\bis an? premium (endpoint|feature|function|parameter)", re.IGNORECASE),  # "This is a premium endpoint."
+    re.compile(r"\bpremium[- ]only\b", re.IGNORECASE),
+    re.compile(r"\bsubscribe to\b[^.!?]*?\bto (instantly )?unlock\b", re.IGNORECASE),  # "subscribe to … to instantly unlock all premium endpoints"
+    re.compile(r"\bdemo\b[^.!?]*\bapi ?key\b|\bapi ?key\b[^.!?]*\bdemo\b", re.IGNORECASE),  # "The demo API key is for demo purposes only"
+)
 # Session boundaries in minutes after midnight ET: regular 09:30-16:00, extended 04:00-20:00.
 _REGULAR, _EXTENDED = (570, 960), (240, 1200)
 # Intraday payloads whose labels touch no session boundary (a mid-session slice) cannot show their
@@ -93,21 +103,22 @@ def _decode(body: bytes, extension: str, symbol: str) -> dict | None:
         if extension == "csv":
             raise MalformedPayloadError(PROVIDER, symbol, "JSON time series where CSV was asked")
         return doc
-    for key in ("Error Message", "Information"):  # a bad key has come back under either
-        text = str(doc.get(key, ""))
-        lowered = text.lower()
-        if "key" in lowered and ("invalid" in lowered or "missing" in lowered):
+    messages = {key: str(doc[key]) for key in ("Error Message", "Information", "Note") if key in doc}
+    for key, text in messages.items():  # a bad key has come back under any of them
+        if _BAD_KEY.search(_without_urls(text)):
             raise BadKeyError(PROVIDER, symbol, f"{key}: {text}")
     if "Error Message" in doc:
         raise BadSymbolError(PROVIDER, symbol, f"invalid call or unknown symbol: {doc['Error Message']}")
-    if "Information" in doc:
-        text = str(doc["Information"])
-        lowered = text.lower()
-        permanent = not any(w in lowered for w in _RATE_WORDS) and any(w in lowered for w in _PERMANENT_WORDS)
-        raise (PremiumEndpointError if permanent else ThrottledError)(PROVIDER, symbol, f"Information: {text}")
-    if "Note" in doc:
-        raise ThrottledError(PROVIDER, symbol, f"Note: {doc['Note']}")
+    if messages and set(doc) <= _NOTICE_KEYS:
+        key, text = next(iter(messages.items()))
+        refused = any(pattern.search(_without_urls(t)) for t in messages.values() for pattern in _REFUSALS)
+        raise (PremiumEndpointError if refused else ThrottledError)(PROVIDER, symbol, f"{key}: {text}")
     raise MalformedPayloadError(PROVIDER, symbol, f"no 'Time Series…' key in a body with keys {sorted(doc)[:6]}")
+
+
+def _without_urls(text: str) -> str:
+    """The notice's words: links (with their parentheses) removed, whatever words their paths hold."""
+    return _URL.sub(" ", text)
 
 
 def _json_frame(doc: dict, symbol: str, interval: str) -> tuple[pd.DataFrame, str]:

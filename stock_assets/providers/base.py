@@ -30,6 +30,14 @@ class FetchResult:
     payloads: list[RawPayload] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the run should say about the bars (sessions not traded yet)
+    # Failed symbols whose failure another try cannot mend (ProviderError.retryable is False: bad key,
+    # premium endpoint, bad symbol, malformed or bad request, spent daily budget). A failure not
+    # named here may pass (throttling, 5xx, a dropped connection) and keeps the step's retry.
+    permanent: set[str] = field(default_factory=set)
+
+    @property
+    def all_permanent(self) -> bool:
+        return bool(self.failures) and set(self.failures) <= self.permanent
 
 
 def fetch_each(symbols: list[str], fetch_symbol: Callable[[str], list[RawPayload]]) -> FetchResult:
@@ -40,6 +48,8 @@ def fetch_each(symbols: list[str], fetch_symbol: Callable[[str], list[RawPayload
             result.payloads += fetch_symbol(symbol)
         except ProviderError as err:
             result.failures[symbol] = f"{type(err).__name__}: {err}"
+            if not err.retryable:
+                result.permanent.add(symbol)
     return result
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from stock_assets.providers.budget import BudgetStoreError, DailyBudget, MemoryBudget, budget_for_url
 from stock_assets.providers.errors import ProviderError, ThrottledError
 
 log = logging.getLogger("stock_assets.providers")
@@ -43,41 +44,64 @@ class QuotaExhaustedError(ThrottledError):
     retryable = False
 
 
+class BudgetUnavailableError(ProviderError):
+    """The budget store (STOCK_ASSETS_PROVIDER_BUDGET_URL) failed mid-run after raw_prices had
+    reached it: no request went out uncounted; the step retry tries again."""
+
+    retryable = True
+
+
+def quota_message(provider: str, per_day: int, day: dt.date, budget: DailyBudget) -> str:
+    where = "across runs in STOCK_ASSETS_PROVIDER_BUDGET_URL" if not isinstance(budget, MemoryBudget) else "in this process"
+    return (
+        f"daily limit of {per_day} requests spent for {day} (UTC), counted {where}; it resets at 00:00 UTC: "
+        f"re-run tomorrow to fetch the rest, or raise {provider.upper()}_REQUESTS_PER_DAY if your plan allows more"
+    )
+
+
 @dataclass
 class RateLimiter:
-    """Spaces requests evenly to stay under `per_minute`; refuses past `per_day` (a UTC day)."""
+    """Spaces requests evenly to stay under `per_minute`; refuses past `per_day` (a UTC day),
+    counted in `budget`: shared by every process on the instance unless it is a MemoryBudget."""
 
     per_minute: float
     per_day: int | None = None
+    budget: DailyBudget = field(default_factory=MemoryBudget)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date()
     _next_at: float = 0.0
-    _day: dt.date | None = None
-    _used_today: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def acquire(self, provider: str, symbol: str) -> float:
-        """Block until a request may go out; returns the seconds waited."""
+        """Block until a request may go out, counting it in the day's budget; returns the seconds
+        waited. A spent budget raises QuotaExhaustedError at once, without waiting."""
         with self._lock:
-            today = dt.datetime.now(dt.UTC).date()
-            if today != self._day:
-                self._day, self._used_today = today, 0
-            if self.per_day is not None and self._used_today >= self.per_day:
-                raise QuotaExhaustedError(provider, symbol, f"daily limit of {self.per_day} requests reached; re-run tomorrow to fetch the rest")
+            if self.per_day is not None:
+                day = self.today()
+                try:
+                    taken = self.budget.take(provider, self.per_day, day)
+                except BudgetStoreError as err:
+                    raise BudgetUnavailableError(provider, symbol, str(err)) from None
+                if taken is None:
+                    raise QuotaExhaustedError(provider, symbol, quota_message(provider, self.per_day, day, self.budget))
             wait = max(0.0, self._next_at - self.clock())
             if wait:
                 self.sleep(wait)
             self._next_at = self.clock() + 60.0 / self.per_minute
-            self._used_today += 1
             return wait
 
 
-_LIMITERS: dict[tuple[str, float, int | None], RateLimiter] = {}
+_LIMITERS: dict[tuple[str, float, int | None, str], RateLimiter] = {}
 
 
-def shared_limiter(provider: str, per_minute: float, per_day: int | None) -> RateLimiter:
-    """One limiter per provider and budget in this process, however many clients are built."""
-    return _LIMITERS.setdefault((provider, per_minute, per_day), RateLimiter(per_minute, per_day))
+def shared_limiter(provider: str, per_minute: float, per_day: int | None, budget_url: str = "") -> RateLimiter:
+    """One limiter per provider and budget in this process, however many clients are built; the
+    day's count lives at `budget_url` (STOCK_ASSETS_PROVIDER_BUDGET_URL), shared across processes."""
+    key = (provider, per_minute, per_day, budget_url)
+    if key not in _LIMITERS:
+        _LIMITERS[key] = RateLimiter(per_minute, per_day, budget_for_url(budget_url))
+    return _LIMITERS[key]
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """The provider resource: which market-data source a run fetches from, and how politely."""
 
+from urllib.parse import urlsplit
+
 import dagster as dg
 
 from stock_assets.providers.alphavantage import AlphaVantageProvider
 from stock_assets.providers.base import Provider
+from stock_assets.providers.budget import DailyBudget
 from stock_assets.providers.http import HttpClient, shared_limiter
 from stock_assets.providers.polygon import PolygonProvider
 from stock_assets.providers.synthetic import SyntheticProvider
@@ -25,6 +28,18 @@ class ProviderResource(dg.ConfigurableResource):
     backoff_seconds: float = 2.0
     adjusted: bool = False
     datatype: str = "json"
+    # STOCK_ASSETS_PROVIDER_BUDGET_URL: where requests_per_day is counted, for every run and
+    # process on the instance; empty: in this process only.
+    budget_url: str = ""
+
+    def budget(self) -> DailyBudget | None:
+        """The daily budget this provider's requests are counted in, or None without a daily limit."""
+        if self.name == "synthetic" or self.requests_per_day is None:
+            return None
+        return self._limiter().budget
+
+    def _limiter(self):
+        return shared_limiter(self.name, self.requests_per_minute, self.requests_per_day, self.budget_url)
 
     def client(self) -> Provider:
         if self.name == "synthetic":
@@ -33,7 +48,7 @@ class ProviderResource(dg.ConfigurableResource):
             raise ValueError(f"{self.name}: set {self.name.upper()}_API_KEY in the environment")
         http = HttpClient(
             provider=self.name,
-            limiter=shared_limiter(self.name, self.requests_per_minute, self.requests_per_day),
+            limiter=self._limiter(),
             secret=self.api_key,
             retries=self.retries,
             backoff_seconds=self.backoff_seconds,
@@ -59,4 +74,7 @@ def provider_resource(settings: Settings) -> ProviderResource:
         backoff_seconds=settings.http_backoff_seconds,
         adjusted=settings.alphavantage_adjusted,
         datatype=settings.alphavantage_datatype,
+        # A URL with a password came from the environment (the default never has one): read it
+        # there at run time, so that it never appears in the resource's config in the UI.
+        budget_url=dg.EnvVar("STOCK_ASSETS_PROVIDER_BUDGET_URL") if urlsplit(settings.provider_budget_url).password else settings.provider_budget_url,
     )

@@ -158,6 +158,8 @@ class SyntheticProvider:
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
         if interval != "1d":
             raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
+        if not symbols or not sessions:
+            return FetchResult()  # nothing asked: raw_prices says why, before it calls here
         ingested_at = self.clock()
         positions = _positions(sessions)
         frame = pd.concat([_walk(s, *positions) for s in symbols], ignore_index=True)

@@ -1,0 +1,56 @@
+"""Every setting is read and checked once, when the code location loads: a bad one stops the
+load with a message naming the variable and what it accepts, before anything is written."""
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+
+from stock_assets.settings import Settings, SettingsError
+from stock_assets_tests.test_cli import ROOT, environment
+
+TODAY = dt.date(2026, 11, 27)
+
+
+@pytest.mark.parametrize(
+    "variable, value, says",
+    [
+        ("STOCK_ASSETS_START", "2999-01-01", "from 1990-01-02 to today (2026-11-27)"),
+        ("STOCK_ASSETS_START", "last tuesday", "a date YYYY-MM-DD"),
+        ("STOCK_ASSETS_SYMBOLS", ",", "no symbol"),
+        ("STOCK_ASSETS_SYMBOLS", "AAPL,ms ft", "invalid symbol 'MS FT'"),
+        ("STOCK_ASSETS_PROVIDER", "yahoo", "synthetic, alphavantage, polygon"),
+        ("STOCK_ASSETS_INTERVAL", "2h", "1d, 60min"),
+        ("STOCK_ASSETS_LAKE_URL", "gs://bucket/lake", "a local path or s3://bucket/prefix"),
+        ("STOCK_ASSETS_HTTP_RETRIES", "many", "a whole number >= 0"),
+        ("STOCK_ASSETS_DQ_JUMP_THRESHOLD", "-1", "a number >= 0"),
+        ("STOCK_ASSETS_SYNTHETIC_FAULTS", "gremlins", "nulls, zeros"),
+        ("ALPHAVANTAGE_ADJUSTED", "maybe", "true, false"),
+    ],
+)
+def test_a_bad_setting_names_its_variable_and_what_it_accepts(variable, value, says):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value}, today=TODAY)
+    assert str(raised.value).startswith(f"{variable}=") and says in str(raised.value)
+
+
+def test_a_warehouse_url_with_a_password_is_named_but_not_shown():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"STOCK_ASSETS_WAREHOUSE_URL": "mysql://loader:s3cret@db/prices"}, today=TODAY)
+    assert "STOCK_ASSETS_WAREHOUSE_URL=<set>: unsupported scheme 'mysql'" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_the_defaults_are_valid():
+    settings = Settings.from_env({}, today=TODAY)
+    assert (settings.provider, settings.start, settings.symbols[0]) == ("synthetic", "2015-01-02", "AAPL")
+
+
+def test_the_code_location_does_not_load_with_a_bad_setting_and_writes_nothing(tmp_path):
+    env = environment(tmp_path, STOCK_ASSETS_START="2999-01-01")
+    loaded = subprocess.run([sys.executable, "-c", "import stock_assets.definitions"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert loaded.returncode != 0
+    assert "SettingsError: STOCK_ASSETS_START='2999-01-01': outside the range" in loaded.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dagster"]  # no lake, no warehouse
