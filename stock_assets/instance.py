@@ -8,7 +8,9 @@
 - A pool wait is bounded and said: a command waits at most `wait_seconds` for a slot a live
   run holds, printing what it waits for, then stops with a named error.
 
-`python -m stock_assets.instance` (what `make instance` runs) does the first two.
+`python -m stock_assets.instance` (what `make instance` runs) does the first two; our commands
+(`make run`, `make backfill`) all three. A killed `dagster asset materialize` is found too, by
+the process id in its run's RUN_START event, the next time `make instance` runs.
 """
 
 import fcntl
@@ -60,11 +62,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _run_process(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str | None, str | None]:
+    """(pid, host) of the process running `run`: our commands tag it; a run started otherwise on
+    a local (SQLite) instance, e.g. by `dagster asset materialize`, ran in the process that
+    logged its RUN_START, on this machine."""
+    if PID_TAG in run.tags:
+        return run.tags[PID_TAG], run.tags.get(HOST_TAG)
+    if "sqlite" not in type(instance.run_storage).__name__.lower():
+        return None, None  # shared storage: the run may live on another machine
+    started = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
+    pid = started[0].dagster_event.pid if started and started[0].dagster_event else None
+    return (str(pid), socket.gethostname()) if pid else (None, None)
+
+
 def fail_dead_runs(instance: dg.DagsterInstance, say: Callable[[str], None] = print) -> list[str]:
     """Mark failed every run started on this host whose process is gone; free its pool slots."""
     failed = []
     for run in instance.get_runs(dg.RunsFilter(statuses=RUNNING)):
-        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        pid, host = _run_process(instance, run)
         if not pid or host != socket.gethostname() or _alive(int(pid)):
             continue
         message = f"run {run.run_id} was still marked running, but its process {pid} is gone (killed or crashed): marked failed, its pool slots freed"

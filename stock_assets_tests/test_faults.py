@@ -68,6 +68,23 @@ def test_a_run_killed_while_it_holds_the_pool_is_failed_and_freed_by_the_next_co
         assert con.execute("SELECT count(*) FROM prices").fetchone()[0] == 5
 
 
+def test_a_killed_dagster_asset_materialize_is_failed_and_freed_by_make_instance(tmp_path, fake_api):
+    fake_api.route("/query", Reply(MSFT_2019, delay=60))
+    env = environment(tmp_path, STOCK_ASSETS_PROVIDER="alphavantage", ALPHAVANTAGE_API_KEY="k", ALPHAVANTAGE_BASE_URL=fake_api.url,
+                      ALPHAVANTAGE_REQUESTS_PER_MINUTE="6000", STOCK_ASSETS_SYMBOLS="MSFT", STOCK_ASSETS_START="2019-01-02")
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "asset", "materialize", "-m", "stock_assets.definitions", "--select", "*", "--partition-range", "2019-06-03...2019-06-07"]
+    killed = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: pool_holders(tmp_path, "provider_alphavantage"), 90, "raw_prices claims the provider pool")
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    ready = subprocess.run([sys.executable, "-m", "stock_assets.instance"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert ready.returncode == 0 and f"its process {killed.pid} is gone" in ready.stdout
+    assert pool_holders(tmp_path, "provider_alphavantage") == []
+
+
 def test_sigterm_stops_a_run_waiting_on_its_provider_at_once(tmp_path, fake_api):
     fake_api.route("/query", Reply(MSFT_2019, delay=60))
     env = environment(tmp_path, STOCK_ASSETS_PROVIDER="alphavantage", ALPHAVANTAGE_API_KEY="k", ALPHAVANTAGE_BASE_URL=fake_api.url,
