@@ -1,4 +1,4 @@
-"""`python -m benchmarks [item ...]` (`make bench`): the seven measurements of issue 9, a table
+"""`python -m benchmarks [item ...]` (`make bench`): the seven measurements, a table
 on stdout, everything in benchmarks/results/latest.json.
 
     BENCH_SCALE=0.05 python -m benchmarks              # every size x 0.05: a quick check

@@ -105,7 +105,7 @@ def throwaway_database(server_url: str = PG_URL):
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     try:
         parts = urlsplit(server_url)
-        scheme = "postgresql+psycopg2"  # psycopg 3 fails dagster-postgres's NOTIFY (STYLE.md)
+        scheme = "postgresql+psycopg2"  # psycopg 3 fails dagster-postgres's NOTIFY
         yield urlunsplit(parts._replace(scheme=scheme, path=f"/{name}"))
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import REPEATS, child_env, child_main, median, peak_rss_mib, rss_mib, run_child
 
-CORE = ("raw", "landing", "lake", "dedup", "checks", "warehouse", "indicators")  # what issue 9 lists
+CORE = ("raw", "landing", "lake", "dedup", "checks", "warehouse", "indicators")  # the data path's stages
 EXTRAS = ("publish", "dashboard")  # the graph's other two assets
 CHAIN_BUDGET_S = 90  # no further repeat of the chain once it would pass this
 

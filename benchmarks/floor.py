@@ -4,8 +4,8 @@ Same asset keys and dependencies (data inputs stay inputs, `deps` stay deps), th
 partitions definition and backfill policy, the same check specs (blocking as ours) on the
 same assets, the same standalone checks, the same pools and IO manager keys, the in-process
 executor. Each asset does nothing and passes its checks; the IO managers store nothing. What
-a run of it costs is what Dagster's bookkeeping costs for our shape (STYLE.md, "The
-orchestrator floor").
+a run of it costs is what Dagster's bookkeeping costs for our shape (the orchestrator floor:
+one planned and one materialization event per asset and partition).
 """
 
 import dagster as dg

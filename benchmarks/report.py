@@ -1,5 +1,5 @@
 """The table on stdout and the JSON in benchmarks/results/latest.json: every measurement
-beside its goal (issue 9), pass or MISS, plus the machine it ran on."""
+beside its goal, pass or MISS, plus the machine it ran on."""
 
 import datetime as dt
 import json

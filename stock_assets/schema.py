@@ -1,4 +1,4 @@
-"""The canonical bar: the Arrow schema every stage after raw_prices speaks (DESIGN.md)."""
+"""The canonical bar: the Arrow schema every stage after raw_prices speaks (README.md)."""
 
 import re
 
@@ -24,7 +24,7 @@ BAR_SCHEMA = pa.schema(
         ("trades", pa.int64()),
         ("source", pa.string()),
         ("ingested_at", pa.timestamp("us", tz="UTC")),
-        # Beyond DESIGN.md's bar: what adjusted feeds send, so that a split can be told from a crash.
+        # Beyond the basic bar: what adjusted feeds send, so that a split can be told from a crash.
         ("dividend", pa.float64()),
         ("split_coefficient", pa.float64()),
     ]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from stock_assets.alerts import AlertsResource
 from stock_assets.cli import backfill_chunks, materialize_range
-from stock_assets.defs.alerts import check_failure_alert_sensor, run_failure_alert_sensor
+from stock_assets.defs.alerts import run_failure_alert_sensor
 from stock_assets.defs.schedules import daily_prices_job_schedule
 from stock_assets.partitions import trading_sessions
 from stock_assets_tests.conftest import defs_for, fixture_bytes, with_faults
@@ -57,15 +57,6 @@ def test_a_failed_run_and_its_failed_checks_are_posted_to_slack(settings, instan
     assert "`prices_ohlc_consistent` failed (ERROR) on `dq_report`" in check_text
     assert f"sessions {FIRST}..{LAST}: 1 failing rows in 1 sessions; sample AAPL@{LAST}" in check_text
     assert f"/runs/{result.run_id}" in check_text
-
-
-def test_a_clean_run_posts_nothing(settings, instance, fake_api):
-    fake_api.route("/hook", b"ok")
-    result = materialize_range(defs_for(settings), FIRST, LAST, instance)
-    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-    run = instance.get_run_by_id(result.run_id)
-    check_failure_alert_sensor(dg.build_run_status_sensor_context("check_failure_alert_sensor", success, instance, run, resources=alerts_to(f"{fake_api.url}/hook")))
-    assert fake_api.requests == []
 
 
 def test_an_undeliverable_alert_is_logged_not_raised(caplog):

@@ -1,4 +1,5 @@
-"""Alert sensors: a failed run, and every failed ERROR asset check, become Slack messages.
+"""Alert sensor: a failed run, and every ERROR asset check that failed it, become Slack messages.
+Every ERROR check blocks, so a failed one always fails its run: this one sensor sees them all.
 
 Both read the finished run's own events, which works on every event-log storage (SQLite
 shards events per run)."""
@@ -31,10 +32,3 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
     alerts.send(f":red_circle: stock_assets run failed: job `{run.job_name}`, sessions {partitions_of(run.tags)}\n{error[:1500]}\n{alerts.run_link(run.run_id)}")
     for evaluation in failed_error_checks(context.instance, run.run_id):
         alerts.send(check_message(alerts, evaluation, run.run_id))
-
-
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
-def check_failure_alert_sensor(context: dg.RunStatusSensorContext, alerts: AlertsResource):
-    """Posts each ERROR check that failed in a run that still succeeded (a non-blocking check)."""
-    for evaluation in failed_error_checks(context.instance, context.dagster_run.run_id):
-        alerts.send(check_message(alerts, evaluation, context.dagster_run.run_id))

@@ -48,7 +48,7 @@ def indicators(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     if later:
         storage = lake.storage()
         after = values.filter(pc.invert(in_window))
-        store_window(warehouse.get(lake=storage), storage, INDICATORS_STORAGE, after, sessions_between(later[0], later[-1]), context.run_id)
+        store_window(warehouse.get(lake=storage), storage, INDICATORS_STORAGE, after, sessions_between(later[0], later[-1]), context.run.run_id)
         context.log.info(f"indicators: recomputed {len(later)} loaded sessions after the window ({describe_sessions(later)}): their lookback includes it")
         for key, meta in partition_metadata(after, later).items():
             context.log_event(dg.AssetMaterialization("indicators", partition=key, metadata=meta | {"recomputed_by_window": f"{sessions[0]}..{sessions[-1]}"}))

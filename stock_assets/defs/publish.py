@@ -37,7 +37,7 @@ def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     """The window's deduped bars as checked, under published/<timestamp>/; LATEST names the newest."""
     sessions = window_sessions(context)
     storage = lake.storage()
-    manifest = publish_window(storage, sessions, dt.datetime.now(dt.UTC), context.run_id)
+    manifest = publish_window(storage, sessions, dt.datetime.now(dt.UTC), context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": manifest["rows"],

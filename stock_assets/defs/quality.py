@@ -85,7 +85,7 @@ def dq_report(
         context.log.error(f"landing file {uri}: {why}")
     report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
     n = report.num_rows
-    report = report.set_column(8, "run_id", pa.array([context.run_id] * n, pa.string()))
+    report = report.set_column(8, "run_id", pa.array([context.run.run_id] * n, pa.string()))
     report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))
     failed = report.filter(pc.invert(report["passed"]))
     yield dg.Output(

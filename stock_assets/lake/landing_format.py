@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from stock_assets.calendar import NY
 from stock_assets.schema import BAR_SCHEMA, conform
 
-NY = "America/New_York"
 SEED_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 EXTRA_COLUMNS = ["interval", "ts", "adj_close", "vwap", "trades", "source", "ingested_at", "dividend", "split_coefficient"]
 _TYPES = {f.name: f.type for f in BAR_SCHEMA} | {"date": pa.date32(), "split": pa.float64()}

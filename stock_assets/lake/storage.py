@@ -135,11 +135,6 @@ class LakeStorage:
         else:
             self.fs.copy_file(self.path(relpath), self.path(to))
 
-    def move(self, relpath: str, to: str) -> None:
-        if self.is_local:
-            self.fs.create_dir(self.path(to).rsplit("/", 1)[0], recursive=True)
-        self.fs.move(self.path(relpath), self.path(to))
-
     def file_infos(self, prefix: str) -> list[pafs.FileInfo]:
         """Finished files under `prefix` with their sizes and modification times."""
         selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)

@@ -1,6 +1,6 @@
 """Alpha Vantage TIME_SERIES_DAILY[_ADJUSTED] and TIME_SERIES_INTRADAY bodies (JSON or datatype=csv) -> canonical bars.
 
-Pure: bytes in, Arrow out. The provider quirks handled here are in the team's FIELD-NOTES.md:
+Pure: bytes in, Arrow out. The provider quirks handled here:
 errors come back as HTTP 200 bodies, values are strings, and intraday bars were labelled by their
 END time in older payloads and by their START time in newer ones. The canonical `ts` is the bar start.
 """
@@ -12,6 +12,7 @@ import re
 import pandas as pd
 import pyarrow as pa
 
+from stock_assets.calendar import NY
 from stock_assets.providers.errors import (
     BadKeyError,
     BadSymbolError,
@@ -24,7 +25,6 @@ from stock_assets.providers.errors import (
 from stock_assets.schema import conform, validate_symbol
 
 PROVIDER = "alphavantage"
-NY = "America/New_York"
 OHLCV = ["open", "high", "low", "close", "volume"]
 _FLOATS = ["open", "high", "low", "close", "adj_close", "dividend", "split_coefficient"]
 # JSON keys lose their "1. " prefix first; then JSON and CSV names map to ours.

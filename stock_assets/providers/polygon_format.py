@@ -11,6 +11,7 @@ import re
 import pandas as pd
 import pyarrow as pa
 
+from stock_assets.calendar import NY
 from stock_assets.providers.errors import (  # noqa: F401 - re-exported for callers of this module
     BadKeyError,
     EmptyResultError,
@@ -23,7 +24,6 @@ from stock_assets.providers.errors import (  # noqa: F401 - re-exported for call
 from stock_assets.schema import conform, validate_symbol
 
 PROVIDER = "polygon"
-NY = "America/New_York"
 DATA_STATUSES = ("OK", "DELAYED")
 _REQUIRED = ["o", "h", "l", "c", "v", "t"]
 

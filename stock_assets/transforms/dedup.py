@@ -22,8 +22,3 @@ def dedupe_latest(bars: pa.Table) -> pa.Table:
     ).to_arrow_table()
     return conform(result, bars.schema)
 
-
-def distinct_keys(bars: pa.Table) -> int:
-    con = duckdb.connect()
-    con.register("bars", bars)
-    return con.execute("SELECT count(*) FROM (SELECT DISTINCT symbol, interval, ts FROM bars)").fetchall()[0][0]
