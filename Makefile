@@ -32,7 +32,7 @@ backfill: install instance
 	$(BIN)/python -m stock_assets.cli backfill --start $(START) --end $(END) $(if $(CHUNK),--chunk $(CHUNK))
 
 dev: install instance
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml $(if $(PORT),-p $(PORT))
 
 # Two workers: most tests wait on subprocesses, servers and SQLite, not on the two cores.
 test: install

@@ -3,7 +3,9 @@ range, in as few runs as fit): materialize the whole graph and print what happen
 sessions, rows per asset, check results, where everything is."""
 
 import argparse
+import os
 import sys
+import time
 
 import dagster as dg
 
@@ -17,6 +19,7 @@ from stock_assets.instance import (
     wait_for_pool,
 )
 from stock_assets.partitions import closed_sessions, sessions_between
+from stock_assets.progress import StepProgress, estimate
 from stock_assets.settings import Settings
 from stock_assets.warehouse.common import redact_url
 
@@ -105,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         chunks = [(keys[0], keys[-1])]
     else:
         chunks = backfill_chunks(settings, args.start, args.end, args.chunk)
-    ok = True
-    for first, last in chunks:
-        result = materialize_range(defs, first, last, instance)
-        print(summary(result, first, last, len(sessions_between(settings.start, first, last)), settings))
+    ok, took = True, []
+    for i, (first, last) in enumerate(chunks, 1):
+        count = len(sessions_between(settings.start, first, last))
+        print(f"stock_assets: run {i} of {len(chunks)}: sessions {first} .. {last} ({count}){estimate(took, len(chunks) - i + 1)}", flush=True)
+        started = time.monotonic()
+        with StepProgress(instance, os.getpid(), say=lambda line: print(line, flush=True)):
+            result = materialize_range(defs, first, last, instance)
+        took.append(time.monotonic() - started)
+        print(summary(result, first, last, count, settings), flush=True)
         ok &= result.success
     return 0 if ok else 1
 

@@ -93,3 +93,20 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_backfill_of_three_runs_says_what_it_does_as_it_goes(tmp_path):
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="IBM,MSFT")
+    done = subprocess.run([sys.executable, "-m", "stock_assets.cli", "backfill", "--start", "2024-01-02", "--end", "2024-01-31", "--chunk", "8"],
+                          cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    runs = [line for line in lines if line.startswith("stock_assets: run ")]
+    assert [r.split(":")[1].strip().split(" sessions")[0] for r in runs] == ["run 1 of 3", "run 2 of 3", "run 3 of 3"]
+    assert "2024-01-02 .. 2024-01-11 (8)" in runs[0] and re.search(r"\(5\), ~\d+ s left$", runs[2])
+    first_run = lines[lines.index(runs[0]) : lines.index(runs[1])]
+    steps = [line.split()[0] for line in first_run if line.endswith("started")]
+    assert steps[:4] == ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices"] and "dashboard" in steps
+    assert any(re.fullmatch(r"\s+raw_prices\s+done, 2 payloads, \d+\.\d s", line) for line in first_run)
+    assert any(re.fullmatch(r"\s+redshift_table\s+done, 16 rows, \d+\.\d s", line) for line in first_run)
+    assert first_run.index(next(x for x in first_run if "raw_prices" in x and "done" in x)) < first_run.index(next(x for x in first_run if x.startswith("stock_assets: succeeded")))
+    assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr  # Dagster's notices are not the user's
