@@ -20,7 +20,7 @@ from stock_assets.instance import (
 )
 from stock_assets.partitions import closed_sessions, sessions_between
 from stock_assets.progress import StepProgress, estimate
-from stock_assets.settings import Settings
+from stock_assets.settings import Settings, sessions_per_run
 from stock_assets.warehouse.common import redact_url
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
@@ -68,17 +68,13 @@ def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int
     return "\n".join(lines)
 
 
-BARS_PER_SESSION = {"1d": 1, "60min": 7, "30min": 13, "15min": 26, "5min": 78, "1min": 390}
-ROWS_PER_RUN = 2_000_000  # what one in-process run holds comfortably in memory on a small machine
-
-
 def backfill_chunks(settings: Settings, first: str, last: str, size: int | None = None) -> list[tuple[str, str]]:
-    """The session range cut into runs of at most ROWS_PER_RUN bars (10 years of daily bars
-    for 800 symbols is one run; one-minute bars go a few sessions at a time)."""
+    """The session range cut into runs as the assets' backfill policy cuts it in the UI
+    (settings.sessions_per_run: at most ROWS_PER_RUN bars a run)."""
     sessions = [str(s) for s in sessions_between(settings.start, first, last)]
     if not sessions:
         raise ValueError(f"no NYSE session between {first} and {last}")
-    size = size or max(1, ROWS_PER_RUN // (len(settings.symbols) * BARS_PER_SESSION[settings.interval]))
+    size = size or sessions_per_run(len(settings.symbols), settings.interval)
     return [(sessions[i], sessions[min(i + size, len(sessions)) - 1]) for i in range(0, len(sessions), size)]
 
 

@@ -25,6 +25,15 @@ DEFAULTS = {
 }
 
 
+BARS_PER_SESSION = {"1d": 1, "60min": 7, "30min": 13, "15min": 26, "5min": 78, "1min": 390}
+ROWS_PER_RUN = 2_000_000  # what one in-process run holds comfortably in memory on a small machine
+
+
+def sessions_per_run(symbols: int, interval: str) -> int:
+    """How many sessions one run takes so that it holds at most ROWS_PER_RUN bars."""
+    return max(1, ROWS_PER_RUN // (max(symbols, 1) * BARS_PER_SESSION[interval]))
+
+
 class SettingsError(ValueError):
     """A setting that cannot work: the message names the variable and what it accepts."""
 

@@ -110,3 +110,17 @@ def test_a_backfill_of_three_runs_says_what_it_does_as_it_goes(tmp_path):
     assert any(re.fullmatch(r"\s+redshift_table\s+done, 16 rows, \d+\.\d s", line) for line in first_run)
     assert first_run.index(next(x for x in first_run if "raw_prices" in x and "done" in x)) < first_run.index(next(x for x in first_run if x.startswith("stock_assets: succeeded")))
     assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr  # Dagster's notices are not the user's
+
+
+def test_the_backfill_policy_splits_a_one_minute_range_as_the_cli_does(tmp_path):
+    symbols = ",".join(f"S{i:03d}" for i in range(100))
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS=symbols, STOCK_ASSETS_INTERVAL="1min", STOCK_ASSETS_PROVIDER="polygon")
+    probe = (
+        "from stock_assets.definitions import defs\n"
+        "from stock_assets.cli import backfill_chunks\n"
+        "from stock_assets.settings import Settings\n"
+        "print(defs.resolve_assets_def('raw_prices').backfill_policy.max_partitions_per_run)\n"
+        "print(len(backfill_chunks(Settings.from_env(), '2024-01-02', '2024-12-31')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["51", "5"]  # 100 symbols x 390 bars a session: 51 sessions (~2 M bars) a run; 252 sessions in 5 runs

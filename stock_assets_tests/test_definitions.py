@@ -25,10 +25,11 @@ def test_the_seven_assets_are_wired_as_designed():
     }
 
 
-def test_every_asset_is_session_partitioned_with_single_run_backfills():
+def test_every_asset_is_session_partitioned_with_backfills_sized_to_the_universe():
     for key in ASSETS:
         asset = defs.resolve_assets_def(key)
         assert asset.partitions_def == trading_sessions
+        # the suite's universe (5 symbols by default) of daily bars: every session since the start fits one run
         assert asset.backfill_policy == dg.BackfillPolicy.single_run()
         assert asset.descriptions_by_key[dg.AssetKey(key)]
 

@@ -1,4 +1,4 @@
-"""What every session-partitioned asset shares: partitions, single-run backfills, metadata."""
+"""What every session-partitioned asset shares: partitions, a backfill policy sized to the universe, metadata."""
 
 import datetime as dt
 
@@ -7,10 +7,24 @@ import numpy as np
 import pyarrow as pa
 from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
+from stock_assets.calendar import sessions_between
 from stock_assets.partitions import trading_sessions
+from stock_assets.settings import Settings, sessions_per_run
 
-# Every asset runs a whole partition range in one run: a 10-year backfill is one run.
-SESSION_PARTITIONED = {"partitions_def": trading_sessions, "backfill_policy": dg.BackfillPolicy.single_run()}
+
+def backfill_policy(settings: Settings) -> dg.BackfillPolicy:
+    """A range runs in as few runs as hold it: at most ROWS_PER_RUN bars a run, sized from the
+    universe and the interval. Daily bars for hundreds of symbols fit every session since the
+    start in one run (single_run, which `dagster asset materialize --partition-range` needs);
+    one-minute bars go a few dozen sessions a run. The UI's backfills, the daemon's and
+    `make backfill` split a range the same way."""
+    per_run = sessions_per_run(len(settings.symbols), settings.interval)
+    if per_run >= len(sessions_between(settings.start, dt.date.today())):
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=per_run)
+
+
+SESSION_PARTITIONED = {"partitions_def": trading_sessions, "backfill_policy": backfill_policy(Settings.from_env())}
 PREVIEW_ROWS = 3
 PREVIEW_COLUMNS = ("symbol", "session", "interval", "open", "high", "low", "close", "volume", "check_name", "passed", "sma_20", "rsi_14")
 
