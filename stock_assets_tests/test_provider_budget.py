@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from stock_assets.cli import materialize_range
@@ -177,3 +178,33 @@ def test_an_unreachable_budget_store_fails_before_any_request(av_settings, fake_
     assert not result.success and fake_api.requests == []
     kinds, text = raw_prices_failure(result)
     assert "STEP_UP_FOR_RETRY" not in kinds and "STOCK_ASSETS_PROVIDER_BUDGET_URL" in text
+
+
+
+def at_once(calls) -> list[Exception]:
+    """Run the calls in threads released together; the errors they raised."""
+    barrier, errors = threading.Barrier(len(calls)), []
+
+    def call(fn):
+        barrier.wait()
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - returned to the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=call, args=(fn,)) for fn in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_processes_creating_the_postgresql_budget_at_once_all_get_it(postgres_url):
+    """CREATE TABLE IF NOT EXISTS alone fails in one of two sessions that run it at the same moment."""
+    for round_ in range(30):
+        with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS provider_requests")
+        budgets = [budget_for_url(postgres_url) for _ in range(8)]  # each its own connection, as processes have
+        assert at_once([lambda b=b: b.take("polygon", 100, TODAY) for b in budgets]) == [], f"round {round_}"
+        assert budget_for_url(postgres_url).used("polygon", TODAY) == 8

@@ -21,6 +21,7 @@ from stock_assets.warehouse.warehouse import (
     WarehouseLockedError,
     warehouse_for_url,
 )
+from stock_assets_tests.test_provider_budget import at_once
 from stock_assets_tests.test_warehouse import FEB, JAN, bars
 
 HOLD = """
@@ -166,3 +167,14 @@ def test_a_port_that_never_answers_fails_after_the_connect_timeout():
             PostgresWarehouse(url, lock_timeout_seconds=2).query("SELECT 1")
         assert 1.5 <= time.monotonic() - started < 10
     assert "timeout" in str(failed.value) and "hunter2" not in str(failed.value)
+
+
+
+def test_runs_creating_a_postgresql_table_at_once_all_load(postgres_url):
+    """Two runs of a multi-run backfill load their first windows into a table neither has created yet."""
+    for round_ in range(6):
+        table = f"prices_race_{round_}"
+        loads = [lambda w=w, t=table: PostgresWarehouse(postgres_url).replace_window(t, bars(w), w[0], w[-1]) for w in (JAN, FEB)]
+        assert at_once(loads) == [], f"round {round_}"
+        count = PostgresWarehouse(postgres_url).query(f"SELECT count(*) AS n FROM {table}")["n"].to_pylist()
+        assert count == [2 * (len(JAN) + len(FEB))]

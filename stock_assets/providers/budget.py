@@ -130,10 +130,10 @@ class PostgresBudget:
         if not self._ready:
             try:
                 with con.cursor() as cur:
+                    # IF NOT EXISTS alone races on the catalog when two processes create it at once.
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"stock_assets.{TABLE}"])
                     cur.execute(CREATE_SQL)
                 con.commit()
-            except (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable):
-                con.rollback()  # another process created it at the same moment
             except psycopg2.Error as err:
                 con.close()
                 raise self._fail("create the table of", err) from None

@@ -164,6 +164,9 @@ class PostgresWarehouse:
 
     def _ensure(self, con, table: str, schema: pa.Schema) -> None:
         with con.cursor() as cur:
+            if self.dialect == "postgresql":
+                # Two runs creating a table at once: IF NOT EXISTS alone races on the catalog.
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"stock_assets.ddl.{table}"])
             cur.execute(CATALOG_SQL)
             for statement in plan_ddl(table, schema, self.dialect, cur.fetchall()):
                 cur.execute(statement)
