@@ -8,8 +8,14 @@ import sys
 import time
 
 import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.execution.api import execute_run
+from dagster._core.execution.execution_result import ExecutionResult
+from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from stock_assets.definitions import build_defs
+from stock_assets.definitions import LOCATION_NAME, build_defs
 from stock_assets.instance import (
     PoolBusyError,
     fail_dead_runs,
@@ -26,16 +32,28 @@ from stock_assets.warehouse.common import redact_url
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
-def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """One run over the whole graph for sessions first..last (a single-run backfill)."""
+def location_origin(job_name: str) -> RemoteJobOrigin:
+    """The job as the UI and the daemon know it: workspace.yaml's code location. Only the location
+    and repository names identify it there, so a run that carries this origin is one of the
+    location's runs (re-executable from the UI, seen by its run-status sensors)."""
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name="stock_assets.definitions", working_directory=os.getcwd())
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(target, LOCATION_NAME)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
+
+
+def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.DagsterInstance) -> ExecutionResult:
+    """One run over the whole graph for sessions first..last (a single-run backfill), in this
+    process, recorded as a run of the code location (execute_in_process records none)."""
     job = defs.resolve_implicit_global_asset_job_def()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(
-        run_config=quiet, instance=instance, tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags(), raise_on_error=False
-    )
+    run = instance.create_run_for_job(
+        job_def=job, run_config=quiet, tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags(),
+        remote_job_origin=location_origin(job.name),
+    )  # fmt: skip
+    return execute_run(InMemoryJob(job), run, instance)
 
 
-def summary(result: dg.ExecuteInProcessResult, first: str, last: str, count: int, settings: Settings) -> str:
+def summary(result: ExecutionResult, first: str, last: str, count: int, settings: Settings) -> str:
     lines = [f"stock_assets: {'succeeded' if result.success else 'FAILED'}, run {result.run_id}"]
     lines.append(f"  sessions     {first} .. {last} ({count})  provider={settings.provider} symbols={','.join(settings.symbols)}")
     seen = set()

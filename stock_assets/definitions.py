@@ -22,6 +22,8 @@ from stock_assets.reports.resource import ReportsResource
 from stock_assets.settings import Settings
 from stock_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResource
 
+LOCATION_NAME = "stock_assets"  # workspace.yaml, deploy/workspace.yaml and pyproject.toml name it so
+
 
 def resources_for(settings: Settings) -> dict:
     lake = LakeResource(url=settings.lake_url)

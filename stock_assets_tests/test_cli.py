@@ -1,17 +1,23 @@
-"""The commands a user types: `dagster asset materialize --partition-range` and `make run`'s
-entry point, each in a subprocess against a fresh STOCK_ASSETS_HOME and DAGSTER_HOME."""
+"""The commands a user types: `make run`'s and `make backfill`'s entry point and `make dev`'s
+server, each in a subprocess against a fresh STOCK_ASSETS_HOME and DAGSTER_HOME."""
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from stock_assets.partitions import sessions_between
+from stock_assets_tests.test_deploy import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -24,27 +30,29 @@ def environment(home: Path, **extra: str) -> dict:
     return env | {"STOCK_ASSETS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")} | extra
 
 
-def test_cli_backfill_of_250_sessions_is_one_run_and_idempotent(tmp_path):
-    sessions = sessions_between("2015-01-02", "2023-01-03", "2023-12-29")[:250]
+def test_cli_backfill_of_120_sessions_is_one_run_and_idempotent(tmp_path):
+    sessions = sessions_between("2015-01-02", "2023-01-03", "2023-12-29")[:120]
     first, last = sessions[0], sessions[-1]
     env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="AAPL,MSFT")
-    command = [str(DAGSTER), "asset", "materialize", "-m", "stock_assets.definitions", "--select", "*", "--partition-range"]
+    command = [sys.executable, "-m", "stock_assets.cli", "backfill"]
     select = "SELECT * EXCLUDE (ingested_at) FROM prices ORDER BY symbol, session"
 
-    subprocess.run([*command, f"{first}...{last}"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*command, "--start", str(first), "--end", str(last)], cwd=ROOT, env=env, check=True, capture_output=True)
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*), min(session), max(session) FROM prices").fetchall() == [(2 * 250, first, last)]
+        assert con.execute("SELECT count(*), min(session), max(session) FROM prices").fetchall() == [(2 * 120, first, last)]
         before = con.execute(select).fetchall()
 
     # Again over part of the range: nothing changes, inside or outside it.
-    subprocess.run([*command, f"{sessions[100]}...{sessions[109]}"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*command, "--start", str(sessions[100]), "--end", str(sessions[109])], cwd=ROOT, env=env, check=True, capture_output=True)
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute(select).fetchall() == before
 
     os.environ["DAGSTER_HOME"], saved = str(tmp_path / "dagster"), os.environ.get("DAGSTER_HOME")
     try:
         with dg.DagsterInstance.get() as instance:
-            assert instance.get_runs_count() == 2  # one run per backfill, not one per session
+            runs = instance.get_runs()
+            assert len(runs) == 2  # one run per backfill, not one per session
+            assert {r.remote_job_origin.location_name for r in runs} == {"stock_assets"}  # runs of the code location
     finally:
         os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)
 
@@ -62,34 +70,78 @@ def test_run_entry_point_prints_the_summary(tmp_path):
     assert out.rstrip().splitlines()[-1].startswith(f"  dashboard    {page}") and page.stat().st_size > 1_000_000
 
 
-def test_dagster_dev_serves_the_asset_graph(tmp_path):
-    """`make dev`'s command, smoke-tested: the UI's GraphQL API answers with the graph."""
-    import json
-    import signal
-    import socket
-    import time
-    import urllib.request
+LOCATION = {"repositoryLocationName": "stock_assets", "repositoryName": "__repository__"}
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = environment(tmp_path)
+
+def graphql(port: int, text: str, **variables) -> dict:
+    body = json.dumps({"query": text, "variables": variables}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"})
+    reply = json.load(urllib.request.urlopen(request, timeout=10))
+    assert "errors" not in reply, reply
+    return reply["data"]
+
+
+def wait_for(what: str, probe, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
+            if value := probe():
+                return value
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {seconds:.0f} s")
+
+
+def run_status(port: int, run_id: str) -> dict:
+    return graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status jobName stepKeysToExecute } } }", id=run_id)["runOrError"]
+
+
+def reexecute(port: int, run_id: str, strategy: str) -> str:
+    text = """mutation($params: ReexecutionParams!) { launchPipelineReexecution(reexecutionParams: $params) {
+      __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+    launched = graphql(port, text, params={"parentRunId": run_id, "strategy": strategy})["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def test_cli_runs_are_runs_of_the_code_location_in_the_ui(tmp_path, fake_api):
+    """`make dev`'s command serves the graph; a run `make run` starts while it is up is one of the
+    location's runs: the run-failure sensor alerts on it and the UI re-executes it (all steps, and
+    from failure) through the same GraphQL mutation as its buttons."""
+    fake_api.route("/hook", b"ok")
+    port = free_port()
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="IBM", STOCK_ASSETS_SLACK_WEBHOOK_URL=f"{fake_api.url}/hook")
     server = subprocess.Popen(
         [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+    )  # fmt: skip
     try:
-        deadline, keys = time.monotonic() + 120, None
-        while time.monotonic() < deadline and keys is None:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", query, {"Content-Type": "application/json"})
-                nodes = json.load(urllib.request.urlopen(request, timeout=5))["data"]["assetNodes"]
-                keys = sorted(n["assetKey"]["path"][0] for n in nodes) if nodes else None
-            except (OSError, KeyError, TypeError, ValueError):
-                time.sleep(1)
-        assert keys is not None, "dagster dev did not answer within 120 s"
-        assert {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators"} <= set(keys)
+        nodes = wait_for("dagster dev serving the graph", lambda: graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"], 120)
+        assert {"raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators"} <= {
+            n["assetKey"]["path"][0] for n in nodes
+        }
+        ticks = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }"""
+        selector = LOCATION | {"sensorName": "run_failure_alert_sensor"}
+        wait_for("the alert sensor's first tick", lambda: graphql(port, ticks, s=selector)["sensorOrError"]["sensorState"]["ticks"], 90)
+
+        failing = env | {"STOCK_ASSETS_SYNTHETIC_FAULTS": "ohlc"}  # only this command's bars are damaged
+        done = subprocess.run([sys.executable, "-m", "stock_assets.cli", "run", "--sessions", "3"], check=False, cwd=ROOT, env=failing, capture_output=True, text=True)
+        assert done.returncode == 1, done.stdout + done.stderr
+        run_id = re.search(r"stock_assets: FAILED, run (\S+)", done.stdout).group(1)
+        assert {k: run_status(port, run_id)[k] for k in ("status", "jobName")} == {"status": "FAILURE", "jobName": "__ASSET_JOB"}
+
+        alerts = lambda: [r for r in fake_api.requests if r.path == "/hook" and run_id in json.loads(r.body)["text"]]
+        texts = [json.loads(r.body)["text"] for r in wait_for("the run-failure alert for the CLI run", alerts, 120)]
+        assert any(":red_circle: stock_assets run failed: job `__ASSET_JOB`" in t for t in texts)
+        assert any("`prices_ohlc_consistent` failed (ERROR)" in t for t in texts)
+
+        again = reexecute(port, run_id, "ALL_STEPS")  # the UI's "Re-execute all"; the server's bars are clean
+        from_failure = reexecute(port, run_id, "FROM_FAILURE")
+        finished = {r: wait_for(f"run {r} finished", lambda r=r: run_status(port, r)["status"] in TERMINAL and run_status(port, r), 180)
+                    for r in (again, from_failure)}  # fmt: skip
+        assert finished[again]["status"] == "SUCCESS"
+        steps = finished[from_failure]["stepKeysToExecute"]
+        assert "dq_report" in steps and "raw_prices" not in steps  # from the failed step on, not from the start
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
