@@ -88,7 +88,7 @@ def stage_checks(ctx: Ctx) -> int:
     import pyarrow as pa
 
     from benchmarks.adapters import evaluate_window, layout
-    from stock_assets.partitions import session_offset
+    from stock_assets.calendar import session_offset
 
     lake, deduped = ctx.load("lake/prices"), ctx.load("lake/deduped")
     before = session_offset(ctx.sessions[0], -1)

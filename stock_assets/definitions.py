@@ -1,21 +1,22 @@
-"""The code location: every definition under stock_assets/defs, wired to this environment.
+"""The code location: every definition under stock_assets/defs, built from one Settings.
 
-Resource keys are the same everywhere; which lake, warehouse and provider they reach is
-decided once, here, from the environment (stock_assets.settings).
+Resource keys are the same everywhere; which lake, warehouse and provider they reach, the
+partitions' first session, the provider pool and the retry policy all come from the Settings
+passed to build_defs. The environment is read once, when Dagster loads `defs`.
 """
 
 import warnings
 
 import dagster as dg
 
-# Dagster marks `backfill_policy` (Beta) and the package loader (Preview) as not yet stable. The
-# project pins Dagster's version and its tests cover both, so the notices are for us, not for
-# the people running our commands.
+# Dagster marks `backfill_policy` (Beta) and a few other APIs (Preview) as not yet stable. The
+# project pins Dagster's version and its tests cover what it uses, so the notices are for us,
+# not for the people running our commands.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from stock_assets import defs as defs_package
 from stock_assets.alerts import AlertsResource
+from stock_assets.defs import alerts, analytics, ingest, lake, publish, quality, schedules, sensors, warehouse
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
 from stock_assets.providers.resource import provider_resource
 from stock_assets.reports.resource import ReportsResource
@@ -47,15 +48,19 @@ def resources_for(settings: Settings) -> dict:
     }
 
 
+MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sensors, alerts)
+
+
 def build_defs(settings: Settings) -> dg.Definitions:
     # In process: a daily run must not pay a process spawn per step, and the embedded
-    # DuckDB file takes one writer at a time. The package's modules are loaded directly, not
-    # through load_from_defs_folder, which first loads every installed component plugin
-    # (~1 s of every run's start, for components this project does not use).
+    # DuckDB file takes one writer at a time.
     return dg.Definitions.merge(
-        dg.load_definitions_from_package_module(defs_package),
+        *(module.build(settings) for module in MODULES),
         dg.Definitions(resources=resources_for(settings), executor=dg.in_process_executor),
     )
 
 
-defs = build_defs(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What Dagster loads (workspace.yaml, `dagster dev`, the gRPC server): settings from the environment."""
+    return build_defs(Settings.from_env())

@@ -1,15 +1,15 @@
 """Trading-session partitions: NYSE sessions (stock_assets.calendar), keyed YYYY-MM-DD."""
 
 import datetime as dt
+from functools import lru_cache
 
 import dagster as dg
 import pandas as pd
 
 from stock_assets import calendar
 from stock_assets.calendar import NY, nyse_calendar
-from stock_assets.settings import Settings
 
-__all__ = ["NY", "nyse_calendar", "trading_sessions", "trading_sessions_partitions"]
+__all__ = ["NY", "nyse_calendar", "trading_sessions_partitions"]
 
 
 def nyse_holidays(start: str) -> list[dt.datetime]:
@@ -28,6 +28,7 @@ def closed_sessions(start: str, count: int, now: pd.Timestamp | None = None) -> 
     return calendar.closed_sessions(count, now, floor=start)
 
 
+@lru_cache
 def trading_sessions_partitions(start: str) -> dg.TimeWindowPartitionsDefinition:
     # end_offset=1: the current session is a partition from its midnight, so the evening
     # schedule can load it on the same day.
@@ -39,12 +40,3 @@ def trading_sessions_partitions(start: str) -> dg.TimeWindowPartitionsDefinition
         exclusions=nyse_holidays(start),
         end_offset=1,
     )
-
-
-SETTINGS_START = Settings.from_env().start
-trading_sessions = trading_sessions_partitions(SETTINGS_START)
-
-
-def session_offset(session: dt.date, count: int) -> dt.date:
-    """The session `count` sessions away, clamped to the partitions' first session."""
-    return calendar.session_offset(session, count, floor=SETTINGS_START)

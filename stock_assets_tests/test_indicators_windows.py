@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from stock_assets.calendar import session_offset
 from stock_assets.cli import materialize_range
-from stock_assets.partitions import session_offset, sessions_between
+from stock_assets.partitions import sessions_between
 from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic
 from stock_assets.transforms.indicators import LOOKBACK_SESSIONS, VALUES, compute_indicators, indicators_for_window
 from stock_assets.warehouse.warehouse import warehouse_for_url

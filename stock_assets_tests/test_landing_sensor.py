@@ -8,11 +8,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stock_assets.defs.sensors import landing_files_sensor
+from stock_assets.definitions import defs
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.storage import LakeStorage
 from stock_assets_tests.conftest import defs_for, fixture_bytes
 
+landing_files_sensor = defs().get_sensor_def("landing_files_sensor")  # as the code location builds it
 KO = fixture_bytes("csv/seed_format_KO_2012-2014_zipline_csvdir.csv")
 NO_SYMBOL = fixture_bytes("csv/zipline_csvdir_AAPL_2012-2014_with_dividend_split.csv")
 KO_TAIL = b"symbol,date,open,high,low,close,volume\n" + b"\n".join(KO.splitlines()[-3:]) + b"\n"

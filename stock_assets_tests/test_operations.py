@@ -13,11 +13,12 @@ from stock_assets.alerts import AlertsResource
 from stock_assets.cli import backfill_chunks, materialize_range
 from stock_assets.defs.alerts import run_failure_alert_sensor
 from stock_assets.defs.schedules import daily_prices_job_schedule
-from stock_assets.partitions import trading_sessions
+from stock_assets.partitions import trading_sessions_partitions
 from stock_assets_tests.conftest import defs_for, fixture_bytes, with_faults
 from stock_assets_tests.fake_api import Reply
 
 NY = ZoneInfo("America/New_York")
+trading_sessions = trading_sessions_partitions("2012-01-03")
 FIRST, LAST = "2024-01-02", "2024-01-05"
 
 

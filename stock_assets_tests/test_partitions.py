@@ -4,7 +4,10 @@ import datetime as dt
 
 import pandas as pd
 
-from stock_assets.partitions import closed_sessions, session_offset, trading_sessions, trading_sessions_partitions
+from stock_assets.calendar import session_offset
+from stock_assets.partitions import closed_sessions, trading_sessions_partitions
+
+trading_sessions = trading_sessions_partitions("2012-01-03")
 
 # NYSE full-day closures in 2024, from the exchange's published holiday list.
 NYSE_2024_HOLIDAYS = {
@@ -42,4 +45,4 @@ def test_closed_sessions_skip_a_session_still_trading():
 
 def test_session_offset_counts_sessions_not_days():
     assert session_offset(dt.date(2024, 7, 5), -2) == dt.date(2024, 7, 2)
-    assert session_offset(dt.date(2012, 1, 5), -300) == dt.date(2012, 1, 3)  # clamped to STOCK_ASSETS_START
+    assert session_offset(dt.date(2012, 1, 5), -300, floor="2012-01-03") == dt.date(2012, 1, 3)  # clamped to the first partition

@@ -7,6 +7,7 @@ shards events per run)."""
 import dagster as dg
 
 from stock_assets.alerts import AlertsResource, partitions_of
+from stock_assets.settings import Settings
 
 
 def failed_error_checks(instance: dg.DagsterInstance, run_id: str) -> list:
@@ -32,3 +33,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
     alerts.send(f":red_circle: stock_assets run failed: job `{run.job_name}`, sessions {partitions_of(run.tags)}\n{error[:1500]}\n{alerts.run_link(run.run_id)}")
     for evaluation in failed_error_checks(context.instance, run.run_id):
         alerts.send(check_message(alerts, evaluation, run.run_id))
+
+
+def build(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(sensors=[run_failure_alert_sensor])

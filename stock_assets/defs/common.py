@@ -1,6 +1,7 @@
 """What every session-partitioned asset shares: partitions, a backfill policy sized to the universe, metadata."""
 
 import datetime as dt
+from urllib.parse import urlsplit
 
 import dagster as dg
 import numpy as np
@@ -8,7 +9,7 @@ import pyarrow as pa
 from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
 from stock_assets.calendar import sessions_between
-from stock_assets.partitions import trading_sessions
+from stock_assets.partitions import trading_sessions_partitions
 from stock_assets.settings import Settings, sessions_per_run
 
 
@@ -24,7 +25,16 @@ def backfill_policy(settings: Settings) -> dg.BackfillPolicy:
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=per_run)
 
 
-SESSION_PARTITIONED = {"partitions_def": trading_sessions, "backfill_policy": backfill_policy(Settings.from_env())}
+def warehouse_kind(settings: Settings) -> str:
+    """The warehouse engine, as the UI's kind tag names it."""
+    return {"duckdb": "duckdb", "postgresql": "postgres", "postgres": "postgres", "redshift": "redshift"}[urlsplit(settings.warehouse_url).scheme]
+
+
+def session_partitioned(settings: Settings) -> dict:
+    """What every session-partitioned asset is declared with: partitions from settings.start on."""
+    return {"partitions_def": trading_sessions_partitions(settings.start), "backfill_policy": backfill_policy(settings)}
+
+
 PREVIEW_ROWS = 3
 PREVIEW_COLUMNS = ("symbol", "session", "interval", "open", "high", "low", "close", "volume", "check_name", "passed", "sma_20", "rsi_14")
 

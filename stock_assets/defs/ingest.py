@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import pyarrow as pa
 
-from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
+from stock_assets.defs.common import session_partitioned, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.landing_format import LandingFormatError, to_landing_csv
@@ -29,7 +29,6 @@ def _failures_md(failures: dict[str, str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"| symbol | why |\n|---|---|\n{rows}" if failures else "none")
 
 
-SETTINGS = Settings.from_env()
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 SHOWN_FAILURES = 10  # symbols quoted in a failure's message; the metadata table has them all
 
@@ -60,130 +59,134 @@ def _nothing_fetched(window: str, result: FetchResult) -> dg.Failure:
     )
 
 
-@dg.asset(
-    **SESSION_PARTITIONED,
-    io_manager_key="lake_io_manager",
-    metadata={"lake_path": "raw"},
-    group_name="ingest",
-    kinds={"python"},
-    # A step that still fails after the HTTP layer's own retries is retried whole, later.
-    retry_policy=dg.RetryPolicy(
-        max_retries=SETTINGS.step_retries,
-        delay=SETTINGS.step_retry_delay_seconds,
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
-    ),
-    # Concurrent runs (backfill chunks, the schedule) share the provider's rate limit.
-    pool=f"provider_{SETTINGS.provider}",
-)
-def raw_prices(
-    context: dg.AssetExecutionContext,
-    config: RawPricesConfig,
-    provider: ProviderResource,
-    lake: LakeResource,
-    warehouse: WarehouseResource,
-) -> dg.Output[list[RawPayload]]:
-    """Provider payloads for the window, byte-for-byte as received (bronze): one per response.
+def build(settings: Settings) -> dg.Definitions:
+    partitioned = session_partitioned(settings)
 
-    A re-run fetches only the symbols this window lacks (quota is precious), unless `refetch`.
-    What no retry can mend fails at once and is not retried (dg.Failure(allow_retries=False)):
-    an empty or reversed window, no symbol, an unreachable warehouse, lake or budget store, and a
-    window whose every symbol failed permanently (bad key, premium endpoint, bad symbol,
-    malformed or bad request, spent daily budget). Throttling, 5xx and dropped connections are
-    retried by the HTTP layer, then by the step's RetryPolicy.
-    """
-    sessions = window_sessions(context)
-    if not sessions:
-        raise _no_window(context)
-    if not provider.symbols:
-        raise _stop("no symbol to fetch: set STOCK_ASSETS_SYMBOLS (e.g. AAPL,MSFT)")
-    if problem := unreachable(warehouse.get(), warehouse.url, lake.storage(), lake.url, provider.budget()):
-        raise _stop(problem)
-    client = provider.client()
-    kept: list[RawPayload] = []
-    if client.reuse_fetched and not config.refetch:
-        stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)
-        kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols]
-    have = {p.symbol for p in kept}
-    result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
-    for symbol, why in result.failures.items():
-        context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {symbol} not fetched: {why}")
-    for note in result.notes:
-        context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {note}")
-    payloads = kept + result.payloads
-    if not payloads and result.failures:
-        raise _nothing_fetched(f"{sessions[0]}..{sessions[-1]}", result)
-    return dg.Output(
-        payloads,
-        metadata={
-            "provider": provider.name,
-            "synthetic": provider.name == "synthetic",
-            "payloads": len(payloads),
-            "requests": len(result.payloads),
-            "reused_symbols": len(have),
-            "bytes": sum(len(p.body) for p in payloads),
-            "failed_symbols": len(result.failures),
-            "failures": _failures_md(result.failures),
-            "notes": "; ".join(result.notes) or "none",
-            "window": f"{sessions[0]}..{sessions[-1]}",
-        },
+    @dg.asset(
+        **partitioned,
+        io_manager_key="lake_io_manager",
+        metadata={"lake_path": "raw"},
+        group_name="ingest",
+        kinds={"python"},
+        # A step that still fails after the HTTP layer's own retries is retried whole, later.
+        retry_policy=dg.RetryPolicy(
+            max_retries=settings.step_retries,
+            delay=settings.step_retry_delay_seconds,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        ),
+        # Concurrent runs (backfill chunks, the schedule) share the provider's rate limit.
+        pool=f"provider_{settings.provider}",
     )
+    def raw_prices(
+        context: dg.AssetExecutionContext,
+        config: RawPricesConfig,
+        provider: ProviderResource,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+    ) -> dg.Output[list[RawPayload]]:
+        """Provider payloads for the window, byte-for-byte as received (bronze): one per response.
 
-
-@dg.asset(
-    **SESSION_PARTITIONED,
-    io_manager_key="lake_io_manager",
-    metadata={"lake_path": "landing"},
-    group_name="ingest",
-    kinds={"csv"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "landing_bars_accounted", asset="landing_csv", blocking=True,
-            description="Every bar the provider returned is landed, set aside in quarantine with its reason, or outside the window.",
+        A re-run fetches only the symbols this window lacks (quota is precious), unless `refetch`.
+        What no retry can mend fails at once and is not retried (dg.Failure(allow_retries=False)):
+        an empty or reversed window, no symbol, an unreachable warehouse, lake or budget store, and a
+        window whose every symbol failed permanently (bad key, premium endpoint, bad symbol,
+        malformed or bad request, spent daily budget). Throttling, 5xx and dropped connections are
+        retried by the HTTP layer, then by the step's RetryPolicy.
+        """
+        sessions = window_sessions(context)
+        if not sessions:
+            raise _no_window(context)
+        if not provider.symbols:
+            raise _stop("no symbol to fetch: set STOCK_ASSETS_SYMBOLS (e.g. AAPL,MSFT)")
+        if problem := unreachable(warehouse.get(), warehouse.url, lake.storage(), lake.url, provider.budget()):
+            raise _stop(problem)
+        client = provider.client()
+        kept: list[RawPayload] = []
+        if client.reuse_fetched and not config.refetch:
+            stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)
+            kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols]
+        have = {p.symbol for p in kept}
+        result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
+        for symbol, why in result.failures.items():
+            context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {symbol} not fetched: {why}")
+        for note in result.notes:
+            context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {note}")
+        payloads = kept + result.payloads
+        if not payloads and result.failures:
+            raise _nothing_fetched(f"{sessions[0]}..{sessions[-1]}", result)
+        return dg.Output(
+            payloads,
+            metadata={
+                "provider": provider.name,
+                "synthetic": provider.name == "synthetic",
+                "payloads": len(payloads),
+                "requests": len(result.payloads),
+                "reused_symbols": len(have),
+                "bytes": sum(len(p.body) for p in payloads),
+                "failed_symbols": len(result.failures),
+                "failures": _failures_md(result.failures),
+                "notes": "; ".join(result.notes) or "none",
+                "window": f"{sessions[0]}..{sessions[-1]}",
+            },
         )
-    ],
-)
-def landing_csv(context: dg.AssetExecutionContext, raw_prices: list[RawPayload], lake: LakeResource):
-    """Normalized bars as seed-format CSV, one file per session and ingestion under landing/<date>/.
 
-    A bar dated in the window on a day that is not an NYSE session is set aside in quarantine/
-    with its reason; bars outside the window (a full-history answer) stay in raw/ only."""
-    sessions = window_sessions(context)
-    parsed, unreadable = [], {}
-    for payload in raw_prices:
-        try:
-            parsed.append(parse_payload(payload))
-        except (ProviderError, LandingFormatError) as err:  # keep the rest; the payload stays in raw/
-            unreadable[f"{payload.symbol} part {payload.part}"] = str(err)
-            context.log.error(f"landing_csv: cannot parse {payload.provider} payload for {payload.symbol}: {err}")
-    bars = pa.concat_tables(parsed) if parsed else BAR_SCHEMA.empty_table()
-    sorted_out = sort_window_bars(bars, sessions)
-    storage = lake.storage()
-    quarantined = []
-    for short, rows in sorted_out.set_aside.items():
-        reason = REASONS[short]
-        name = f"provider/{sessions[0]}_{sessions[-1]}/{layout.stamp(dt.datetime.now(dt.UTC))}-{short}.csv"
-        quarantined += layout.quarantine(storage, name, to_landing_csv(rows), f"{rows.num_rows} bars {reason}: {sample_keys(rows)}\n")
-        context.log.warning(f"landing_csv {sessions[0]}..{sessions[-1]}: {rows.num_rows} bars set aside, {reason} ({sample_keys(rows)}); see {storage.uri(quarantined[-2])}")
-    counts = sorted_out.counts()
-    yield dg.Output(
-        sorted_out.landed,
-        metadata=table_metadata(context, sorted_out.landed, sessions) | {
-            "unparsed_payloads": _failures_md(unreadable),
-            "bars_returned": counts["returned"], "bars_landed": counts["landed"],
-            "bars_set_aside": counts["set_aside"], "bars_outside_window": counts["outside_window"],
-            "set_aside": dg.MetadataValue.md("\n".join(f"- {r.num_rows} {REASONS[why]}: {sample_keys(r)}" for why, r in sorted_out.set_aside.items()) or "none"),
-        },
-    )  # the IO manager writes the landing files and their records here
-    written = layout.landing_record_rows(storage, sessions)
-    accounted = written + counts["set_aside"] + counts["outside_window"]
-    yield dg.AssetCheckResult(
-        check_name="landing_bars_accounted",
-        passed=accounted == counts["returned"],
-        metadata={
-            "bars_returned": counts["returned"], "bars_in_landing_files": written,
-            "bars_set_aside": counts["set_aside"], "bars_outside_window": counts["outside_window"],
-            "unaccounted": counts["returned"] - accounted,
-            "quarantine": ", ".join(storage.uri(p) for p in quarantined[::2]) or "none",
-        },
+    @dg.asset(
+        **partitioned,
+        io_manager_key="lake_io_manager",
+        metadata={"lake_path": "landing"},
+        group_name="ingest",
+        kinds={"csv"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "landing_bars_accounted", asset="landing_csv", blocking=True,
+                description="Every bar the provider returned is landed, set aside in quarantine with its reason, or outside the window.",
+            )
+        ],
     )
+    def landing_csv(context: dg.AssetExecutionContext, raw_prices: list[RawPayload], lake: LakeResource):
+        """Normalized bars as seed-format CSV, one file per session and ingestion under landing/<date>/.
+
+        A bar dated in the window on a day that is not an NYSE session is set aside in quarantine/
+        with its reason; bars outside the window (a full-history answer) stay in raw/ only."""
+        sessions = window_sessions(context)
+        parsed, unreadable = [], {}
+        for payload in raw_prices:
+            try:
+                parsed.append(parse_payload(payload))
+            except (ProviderError, LandingFormatError) as err:  # keep the rest; the payload stays in raw/
+                unreadable[f"{payload.symbol} part {payload.part}"] = str(err)
+                context.log.error(f"landing_csv: cannot parse {payload.provider} payload for {payload.symbol}: {err}")
+        bars = pa.concat_tables(parsed) if parsed else BAR_SCHEMA.empty_table()
+        sorted_out = sort_window_bars(bars, sessions)
+        storage = lake.storage()
+        quarantined = []
+        for short, rows in sorted_out.set_aside.items():
+            reason = REASONS[short]
+            name = f"provider/{sessions[0]}_{sessions[-1]}/{layout.stamp(dt.datetime.now(dt.UTC))}-{short}.csv"
+            quarantined += layout.quarantine(storage, name, to_landing_csv(rows), f"{rows.num_rows} bars {reason}: {sample_keys(rows)}\n")
+            context.log.warning(f"landing_csv {sessions[0]}..{sessions[-1]}: {rows.num_rows} bars set aside, {reason} ({sample_keys(rows)}); see {storage.uri(quarantined[-2])}")
+        counts = sorted_out.counts()
+        yield dg.Output(
+            sorted_out.landed,
+            metadata=table_metadata(context, sorted_out.landed, sessions) | {
+                "unparsed_payloads": _failures_md(unreadable),
+                "bars_returned": counts["returned"], "bars_landed": counts["landed"],
+                "bars_set_aside": counts["set_aside"], "bars_outside_window": counts["outside_window"],
+                "set_aside": dg.MetadataValue.md("\n".join(f"- {r.num_rows} {REASONS[why]}: {sample_keys(r)}" for why, r in sorted_out.set_aside.items()) or "none"),
+            },
+        )  # the IO manager writes the landing files and their records here
+        written = layout.landing_record_rows(storage, sessions)
+        accounted = written + counts["set_aside"] + counts["outside_window"]
+        yield dg.AssetCheckResult(
+            check_name="landing_bars_accounted",
+            passed=accounted == counts["returned"],
+            metadata={
+                "bars_returned": counts["returned"], "bars_in_landing_files": written,
+                "bars_set_aside": counts["set_aside"], "bars_outside_window": counts["outside_window"],
+                "unaccounted": counts["returned"] - accounted,
+                "quarantine": ", ".join(storage.uri(p) for p in quarantined[::2]) or "none",
+            },
+        )
+
+    return dg.Definitions(assets=[raw_prices, landing_csv])

@@ -3,31 +3,36 @@
 import dagster as dg
 import pyarrow as pa
 
-from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
+from stock_assets.defs.common import session_partitioned, table_metadata, window_sessions
+from stock_assets.settings import Settings
 from stock_assets.transforms.dedup import dedupe_latest
 
 
-@dg.asset(
-    **SESSION_PARTITIONED,
-    io_manager_key="lake_io_manager",
-    metadata={"lake_path": "lake/prices"},
-    group_name="lake",
-    kinds={"parquet"},
-)
-def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg.Output[pa.Table]:
-    """Every landed bar, typed, zstd Parquet, Hive-partitioned by session (lake/prices/session=…)."""
-    return dg.Output(landing_csv, metadata=table_metadata(context, landing_csv, window_sessions(context)))
+def build(settings: Settings) -> dg.Definitions:
+    partitioned = session_partitioned(settings)
 
+    @dg.asset(
+        **partitioned,
+        io_manager_key="lake_io_manager",
+        metadata={"lake_path": "lake/prices"},
+        group_name="lake",
+        kinds={"parquet"},
+    )
+    def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg.Output[pa.Table]:
+        """Every landed bar, typed, zstd Parquet, Hive-partitioned by session (lake/prices/session=…)."""
+        return dg.Output(landing_csv, metadata=table_metadata(context, landing_csv, window_sessions(context)))
 
-@dg.asset(
-    **SESSION_PARTITIONED,
-    io_manager_key="lake_io_manager",
-    metadata={"lake_path": "lake/deduped"},
-    group_name="lake",
-    kinds={"parquet", "duckdb"},
-)
-def deduped_prices(context: dg.AssetExecutionContext, lake_parquet: pa.Table) -> dg.Output[pa.Table]:
-    """One bar per (symbol, interval, ts): the latest ingestion wins (lake/deduped/session=…)."""
-    deduped = dedupe_latest(lake_parquet)
-    metadata = table_metadata(context, deduped, window_sessions(context)) | {"duplicates_dropped": lake_parquet.num_rows - deduped.num_rows}
-    return dg.Output(deduped, metadata=metadata)
+    @dg.asset(
+        **partitioned,
+        io_manager_key="lake_io_manager",
+        metadata={"lake_path": "lake/deduped"},
+        group_name="lake",
+        kinds={"parquet", "duckdb"},
+    )
+    def deduped_prices(context: dg.AssetExecutionContext, lake_parquet: pa.Table) -> dg.Output[pa.Table]:
+        """One bar per (symbol, interval, ts): the latest ingestion wins (lake/deduped/session=…)."""
+        deduped = dedupe_latest(lake_parquet)
+        metadata = table_metadata(context, deduped, window_sessions(context)) | {"duplicates_dropped": lake_parquet.num_rows - deduped.num_rows}
+        return dg.Output(deduped, metadata=metadata)
+
+    return dg.Definitions(assets=[lake_parquet, deduped_prices])

@@ -7,10 +7,11 @@ import json
 
 import dagster as dg
 
-from stock_assets.defs.common import SESSION_PARTITIONED, window_sessions
+from stock_assets.defs.common import session_partitioned, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.storage import LakeStorage
+from stock_assets.settings import Settings
 
 
 def publish_window(storage: LakeStorage, sessions: list[dt.date], now: dt.datetime, run_id: str) -> dict:
@@ -32,17 +33,22 @@ def publish_window(storage: LakeStorage, sessions: list[dt.date], now: dt.dateti
     return manifest
 
 
-@dg.asset(**SESSION_PARTITIONED, deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"parquet"})
-def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """The window's deduped bars as checked, under published/<timestamp>/; LATEST names the newest."""
-    sessions = window_sessions(context)
-    storage = lake.storage()
-    manifest = publish_window(storage, sessions, dt.datetime.now(dt.UTC), context.run.run_id)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": manifest["rows"],
-            "published": dg.MetadataValue.path(storage.uri(manifest["prefix"])),
-            "files": len(manifest["files"]),
-            "window": f"{sessions[0]}..{sessions[-1]}",
-        }
-    )
+def build(settings: Settings) -> dg.Definitions:
+    partitioned = session_partitioned(settings)
+
+    @dg.asset(**partitioned, deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"parquet"})
+    def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        """The window's deduped bars as checked, under published/<timestamp>/; LATEST names the newest."""
+        sessions = window_sessions(context)
+        storage = lake.storage()
+        manifest = publish_window(storage, sessions, dt.datetime.now(dt.UTC), context.run.run_id)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": manifest["rows"],
+                "published": dg.MetadataValue.path(storage.uri(manifest["prefix"])),
+                "files": len(manifest["files"]),
+                "window": f"{sessions[0]}..{sessions[-1]}",
+            }
+        )
+
+    return dg.Definitions(assets=[published_prices])

@@ -12,10 +12,10 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stock_assets.defs.common import SESSION_PARTITIONED, table_metadata, window_sessions
+from stock_assets.calendar import nyse_calendar, session_offset
+from stock_assets.defs.common import session_partitioned, table_metadata, warehouse_kind, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
-from stock_assets.partitions import SETTINGS_START, nyse_calendar, session_offset
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.settings import Settings
 from stock_assets.transforms.quality import DQ_SCHEMA, RULES, Rule, duplicate_key, evaluate
@@ -40,14 +40,14 @@ CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)
 
 
 class QualityConfig(dg.Config):
-    jump_threshold: float = Settings.from_env().dq_jump_threshold  # |move| above this warns
+    jump_threshold: float | None = None  # |move| above this warns; None: STOCK_ASSETS_DQ_JUMP_THRESHOLD
 
 
 def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
     """Every dq_report row of the window, run id and time left empty. `landing`: rows in landing
     per session and the damaged landing files (layout.inspect_landing)."""
     landing_rows, damaged = landing
-    cal = nyse_calendar(SETTINGS_START).schedule["close"]
+    cal = nyse_calendar().schedule["close"]
     closes = {s: cal.loc[str(s)].to_pydatetime() for s in sessions}
     return pa.concat_tables(
         [
@@ -63,50 +63,55 @@ def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_th
     )
 
 
-@dg.asset(
-    **SESSION_PARTITIONED,
-    io_manager_key="warehouse_io_manager",
-    metadata={"warehouse_table": "dq_report", "lake_path": "lake/dq_report"},
-    group_name="quality",
-    kinds={"duckdb", "parquet"},
-    check_specs=[dg.AssetCheckSpec(name, asset="dq_report", description=text, blocking=severity == "ERROR") for name, text, severity in CHECKS],
-)
-def dq_report(
-    context: dg.AssetExecutionContext, config: QualityConfig, provider: ProviderResource, lake: LakeResource,
-    lake_parquet: pa.Table, deduped_prices: pa.Table,
-):
-    """One row per (session, check): passed, severity, failing-row count, sample of failing keys."""
-    sessions = window_sessions(context)
-    storage = lake.storage()
-    before = session_offset(sessions[0], -1)
-    previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [])
-    landing = layout.inspect_landing(storage, sessions)
-    for uri, why in landing[1].items():
-        context.log.error(f"landing file {uri}: {why}")
-    report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, config.jump_threshold)
-    n = report.num_rows
-    report = report.set_column(8, "run_id", pa.array([context.run.run_id] * n, pa.string()))
-    report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))
-    failed = report.filter(pc.invert(report["passed"]))
-    yield dg.Output(
-        report,
-        metadata={
-            **table_metadata(context, report, sessions),
-            "failed": failed.num_rows,
-            "failures": dg.MetadataValue.md(failed.select(["session", "check_name", "severity", "observed", "sample"]).slice(0, 50).to_pandas().to_markdown(index=False)) if failed.num_rows else "none",
-        },
+def build(settings: Settings) -> dg.Definitions:
+    partitioned = session_partitioned(settings)
+
+    @dg.asset(
+        **partitioned,
+        io_manager_key="warehouse_io_manager",
+        metadata={"warehouse_table": "dq_report", "lake_path": "lake/dq_report"},
+        group_name="quality",
+        kinds={warehouse_kind(settings), "parquet"},
+        check_specs=[dg.AssetCheckSpec(name, asset="dq_report", description=text, blocking=severity == "ERROR") for name, text, severity in CHECKS],
     )
-    for name, _, severity in CHECKS:
-        rows = report.filter(pc.equal(report["check_name"], name))
-        bad = rows.filter(pc.invert(rows["passed"]))
-        yield dg.AssetCheckResult(
-            check_name=name,
-            passed=bad.num_rows == 0,
-            severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+    def dq_report(
+        context: dg.AssetExecutionContext, config: QualityConfig, provider: ProviderResource, lake: LakeResource,
+        lake_parquet: pa.Table, deduped_prices: pa.Table,
+    ):
+        """One row per (session, check): passed, severity, failing-row count, sample of failing keys."""
+        sessions = window_sessions(context)
+        storage, threshold = lake.storage(), config.jump_threshold or settings.dq_jump_threshold
+        before = session_offset(sessions[0], -1, floor=settings.start)
+        previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [])
+        landing = layout.inspect_landing(storage, sessions)
+        for uri, why in landing[1].items():
+            context.log.error(f"landing file {uri}: {why}")
+        report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, threshold)
+        n = report.num_rows
+        report = report.set_column(8, "run_id", pa.array([context.run.run_id] * n, pa.string()))
+        report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))
+        failed = report.filter(pc.invert(report["passed"]))
+        yield dg.Output(
+            report,
             metadata={
-                "failing_rows": int(pc.sum(rows["observed"]).as_py() or 0),
-                "failing_sessions": bad.num_rows,
-                "sample": "; ".join(s for s in bad["sample"].to_pylist()[:5] if s) or "none",
-                "window": f"{sessions[0]}..{sessions[-1]}",
+                **table_metadata(context, report, sessions),
+                "failed": failed.num_rows,
+                "failures": dg.MetadataValue.md(failed.select(["session", "check_name", "severity", "observed", "sample"]).slice(0, 50).to_pandas().to_markdown(index=False)) if failed.num_rows else "none",
             },
         )
+        for name, _, severity in CHECKS:
+            rows = report.filter(pc.equal(report["check_name"], name))
+            bad = rows.filter(pc.invert(rows["passed"]))
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=bad.num_rows == 0,
+                severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "failing_rows": int(pc.sum(rows["observed"]).as_py() or 0),
+                    "failing_sessions": bad.num_rows,
+                    "sample": "; ".join(s for s in bad["sample"].to_pylist()[:5] if s) or "none",
+                    "window": f"{sessions[0]}..{sessions[-1]}",
+                },
+            )
+
+    return dg.Definitions(assets=[dq_report])
