@@ -45,10 +45,11 @@ def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.
     """One run over the whole graph for sessions first..last (a single-run backfill), in this
     process, recorded as a run of the code location (execute_in_process records none)."""
     job = defs.resolve_implicit_global_asset_job_def()
+    every_asset = frozenset(defs.resolve_asset_graph().get_all_asset_keys())  # the UI lists them as the run's target
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     run = instance.create_run_for_job(
-        job_def=job, run_config=quiet, tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags(),
-        remote_job_origin=location_origin(job.name),
+        job_def=job.get_subset(asset_selection=every_asset), run_config=quiet, asset_selection=every_asset,
+        tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags(), remote_job_origin=location_origin(job.name),
     )  # fmt: skip
     return execute_run(InMemoryJob(job), run, instance)
 

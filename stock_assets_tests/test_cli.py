@@ -93,7 +93,7 @@ def wait_for(what: str, probe, seconds: float):
 
 
 def run_status(port: int, run_id: str) -> dict:
-    return graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status jobName stepKeysToExecute } } }", id=run_id)["runOrError"]
+    return graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status jobName stepKeysToExecute assetSelection { path } } } }", id=run_id)["runOrError"]
 
 
 def reexecute(port: int, run_id: str, strategy: str) -> str:
@@ -128,7 +128,9 @@ def test_cli_runs_are_runs_of_the_code_location_in_the_ui(tmp_path, fake_api):
         done = subprocess.run([sys.executable, "-m", "stock_assets.cli", "run", "--sessions", "3"], check=False, cwd=ROOT, env=failing, capture_output=True, text=True)
         assert done.returncode == 1, done.stdout + done.stderr
         run_id = re.search(r"stock_assets: FAILED, run (\S+)", done.stdout).group(1)
-        assert {k: run_status(port, run_id)[k] for k in ("status", "jobName")} == {"status": "FAILURE", "jobName": "__ASSET_JOB"}
+        failed = run_status(port, run_id)
+        assert (failed["status"], failed["jobName"]) == ("FAILURE", "__ASSET_JOB")
+        assert {"raw_prices", "indicators", "dashboard"} <= {k["path"][0] for k in failed["assetSelection"]}  # the UI's "Target" column
 
         alerts = lambda: [r for r in fake_api.requests if r.path == "/hook" and run_id in json.loads(r.body)["text"]]
         texts = [json.loads(r.body)["text"] for r in wait_for("the run-failure alert for the CLI run", alerts, 120)]

@@ -20,8 +20,8 @@ from stock_assets.reports.figures import PANELS
 from stock_assets.reports.page import write_atomic
 from stock_assets.reports.resource import ReportsResource
 from stock_assets.settings import Settings
+from stock_assets_tests.browser import Chromium, chromium_binary
 from stock_assets_tests.conftest import SYMBOLS, defs_for
-from stock_assets_tests.test_dashboard_cdp import Chromium, chromium_binary
 
 FIRST, LAST = "2024-01-02", "2024-02-28"  # 40 sessions: MACD's signal is defined from the 34th
 
@@ -127,7 +127,7 @@ def test_the_dashboard_opens_offline_in_chromium_with_every_chart_and_no_error(h
     with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
         latest = dict(con.execute(
             "SELECT symbol, coalesce(adj_close, close) FROM prices WHERE session = (SELECT max(session) FROM prices)").fetchall())
-    browser = Chromium(chromium_binary(), tmp_path / "profile")
+    browser = Chromium(chromium_binary())
     try:
         browser.open(page.as_uri())
         state = browser.evaluate(PAGE_STATE)

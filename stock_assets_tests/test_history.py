@@ -21,8 +21,8 @@ from stock_assets.reports.figures import NOT_LOADED, quality_grid
 from stock_assets.transforms.history import history_gaps, stale_sessions
 from stock_assets.transforms.indicators import VALUES, compute_indicators
 from stock_assets.warehouse.warehouse import warehouse_for_url
+from stock_assets_tests.browser import Chromium, chromium_binary
 from stock_assets_tests.conftest import defs_for, with_faults
-from stock_assets_tests.test_dashboard_cdp import Chromium, chromium_binary
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 HOLE_STATE = """(() => {
@@ -95,7 +95,7 @@ def test_a_hole_is_reported_and_never_averaged_across_then_filling_it_recomputes
     assert (grid[hole] == NOT_LOADED).all().all() and (grid.drop(columns=hole) != NOT_LOADED).all().all()
     page = settings.home / "reports" / "dashboard.html"
     assert "Not loaded: 21 of the 102 sessions shown have no bar (2025-03-03..2025-03-31 (21))" in page.read_text()
-    browser = Chromium(chromium_binary(), tmp_path / "profile")
+    browser = Chromium(chromium_binary())
     try:  # as a person sees it: the price line breaks over March, the March quality cells are grey
         browser.open(page.as_uri())
         drawn = browser.evaluate(HOLE_STATE)
