@@ -10,10 +10,10 @@ import pyarrow.fs as pafs
 import pytest
 
 from stock_assets.lake import layout
-from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, to_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic
+from stock_assets.seed_csv import LandingFormatError, from_landing_csv, to_landing_csv
 
 SESSIONS = sessions_between("2015-01-02", "2024-03-01", "2024-03-08")
 

@@ -12,9 +12,9 @@ import pytest
 
 from stock_assets.cli import materialize_range
 from stock_assets.defs.quality import evaluate_window
-from stock_assets.lake.landing_format import from_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
+from stock_assets.seed_csv import from_landing_csv
 from stock_assets.transforms.dedup import dedupe_latest
 from stock_assets.transforms.quality_window import jumps, partial_bars, rows_per_session
 from stock_assets_tests.conftest import defs_for, fixture_bytes, with_faults

@@ -8,13 +8,13 @@ import pyarrow as pa
 from stock_assets.defs.common import session_partitioned, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
-from stock_assets.lake.landing_format import LandingFormatError, to_landing_csv
 from stock_assets.preflight import unreachable
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payload
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.schema import BAR_SCHEMA
+from stock_assets.seed_csv import LandingFormatError, to_landing_csv
 from stock_assets.settings import Settings
 from stock_assets.transforms.accounting import REASONS, sample_keys, sort_window_bars
 from stock_assets.warehouse.io_manager import WarehouseResource

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, split_unreadable_rows, to_landing_csv
 from stock_assets.lake.layout import quarantine, split_by_session, stamp, write_landing_file
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import SYMBOL_PATTERN
+from stock_assets.seed_csv import LandingFormatError, from_landing_csv, split_unreadable_rows, to_landing_csv
 
 INCOMING = "landing/incoming"
 

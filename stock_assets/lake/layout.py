@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from stock_assets.lake.landing_format import LandingFormatError, from_landing_csv, landing_dates, to_landing_csv
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
+from stock_assets.seed_csv import LandingFormatError, from_landing_csv, landing_dates, to_landing_csv
 
 log = logging.getLogger("stock_assets.lake")
 STAMP = "%Y%m%dT%H%M%S%fZ"

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from stock_assets.calendar import nyse_calendar, session_bounds
-from stock_assets.lake.landing_format import from_landing_csv
 from stock_assets.providers.base import FetchResult, RawPayload
+from stock_assets.seed_csv import from_landing_csv
 from stock_assets.settings import SYNTHETIC_FAULTS
 
 EPOCH = "1990-01-02"
