@@ -2,7 +2,9 @@
 backoff, Retry-After, rate limits, partial failure, and a key that never leaks."""
 
 import datetime as dt
+import email.utils
 import json
+import threading
 import time
 
 import pytest
@@ -50,7 +52,7 @@ def test_a_throttle_body_is_retried_after_a_real_backoff(fake_api):
     result = alphavantage(fake_api, backoff=0.2).fetch(["MSFT"], JUNE_2019, "1d")
     assert result.failures == {} and len(fake_api.requests) == 3
     gaps = [b.at - a.at for a, b in zip(fake_api.requests, fake_api.requests[1:])]
-    assert 0.1 <= gaps[0] < 1.0 and 0.2 <= gaps[1] < 2.0  # 0.2 then 0.4, each with jitter in [0.5, 1]
+    assert 0.1 <= gaps[0] < 1.0 and 0.2 <= gaps[1] < 2.0  # 0.2 then 0.4, each plus jitter in [0, 0.2]
 
 
 def test_retry_after_is_honoured(fake_api):
@@ -58,6 +60,37 @@ def test_retry_after_is_honoured(fake_api):
     alphavantage(fake_api).fetch(["MSFT"], JUNE_2019, "1d")
     assert len(fake_api.requests) == 2
     assert fake_api.requests[1].at - fake_api.requests[0].at >= 0.95
+
+
+def http_date(seconds_from_now: float) -> str:
+    """A Retry-After HTTP-date (IMF-fixdate, whole seconds), e.g. Wed, 21 Oct 2026 07:28:00 GMT."""
+    return email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+def test_an_http_date_retry_after_is_honoured(fake_api):
+    fake_api.route("/query", Reply(b"slow down", 429, {"Retry-After": http_date(2)}), MSFT_2019)
+    result = alphavantage(fake_api).fetch(["MSFT"], JUNE_2019, "1d")  # waits at most 2 s (max_backoff_seconds)
+    assert result.failures == {} and len(fake_api.requests) == 2
+    assert fake_api.requests[1].at - fake_api.requests[0].at >= 0.9  # the date, to the second: 1..2 s away
+
+
+@pytest.mark.parametrize("retry_after", ["3600", "in-an-hour"])
+def test_a_retry_after_past_the_longest_wait_fails_at_once_named(fake_api, retry_after):
+    value = http_date(3600) if retry_after == "in-an-hour" else retry_after
+    fake_api.route("/query", Reply(b"slow down", 429, {"Retry-After": value}), MSFT_2019)
+    started = time.monotonic()
+    result = alphavantage(fake_api).fetch(["MSFT"], JUNE_2019, "1d")
+    assert time.monotonic() - started < 1 and len(fake_api.requests) == 1  # no sleep, no second request
+    why = result.failures["MSFT"]
+    assert why.startswith("RetryAfterTooLongError") and f"Retry-After: {value}" in why and "longer than the 2 s" in why
+    assert "HTTP 429" in why
+    assert "MSFT" in result.permanent  # waiting in this run would not help: no step retry either
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_backoff(fake_api):
+    fake_api.route("/query", Reply(b"busy", 503, {"Retry-After": "soon-ish"}), MSFT_2019)
+    assert alphavantage(fake_api).fetch(["MSFT"], JUNE_2019, "1d").failures == {}
+    assert len(fake_api.requests) == 2
 
 
 def test_a_server_error_then_success(fake_api):
@@ -112,6 +145,27 @@ def test_the_rate_limiter_spaces_requests_instead_of_failing(fake_api):
     assert time.monotonic() - started >= 0.7
     gaps = [b.at - a.at for a, b in zip(fake_api.requests, fake_api.requests[1:])]
     assert min(gaps) >= 0.2
+
+
+def test_the_rate_limiter_spaces_and_counts_across_threads():
+    limiter = RateLimiter(per_minute=600, per_day=6)  # one every 0.1 s, six a day
+    granted, refused = [], []
+
+    def take():
+        try:
+            limiter.acquire("alphavantage", "MSFT")
+            granted.append(time.monotonic())
+        except QuotaExhaustedError:
+            refused.append(1)
+
+    threads = [threading.Thread(target=take) for _ in range(9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) == 6 and len(refused) == 3
+    gaps = [b - a for a, b in zip(sorted(granted), sorted(granted)[1:])]
+    assert min(gaps) >= 0.08  # 0.1 s apart, less the time between the grant and the timestamp
 
 
 def test_the_daily_budget_stops_requests_with_a_named_error(fake_api):

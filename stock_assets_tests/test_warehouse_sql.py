@@ -93,6 +93,9 @@ def test_the_manifest_lists_each_object_with_its_length():
     ("SELECT '?', \"odd?\" FROM t WHERE s LIKE 'A%' AND x = ?", "SELECT '?', \"odd?\" FROM t WHERE s LIKE 'A%%' AND x = %s"),
     ("SELECT 'it''s ?' || ? ", "SELECT 'it''s ?' || %s "),
     ("SELECT 10 % 3", "SELECT 10 %% 3"),
+    ("SELECT x -- why? 100%\nFROM t WHERE y = ?", "SELECT x -- why? 100%%\nFROM t WHERE y = %s"),  # a comment
+    ("SELECT $$a ? b$$, ? ", "SELECT $$a ? b$$, %s "),  # dollar-quoted
+    ("SELECT ?, ?", "SELECT %s, %s"),
 ])
 def test_question_marks_become_psycopg2_placeholders(sql, expected):
     assert to_pyformat(sql) == expected

@@ -1,15 +1,25 @@
 """One HTTP layer for every provider: timeouts, retries with backoff and jitter, rate limits,
-and an API key that never reaches a log, a metadata entry or an error message."""
+and an API key that never reaches a log, a metadata entry or an error message.
+
+Retries are tenacity's: what to retry is ProviderError.retryable (a throttle can be an HTTP 200
+body, so the status alone does not tell), the wait is the server's Retry-After (seconds or an
+HTTP-date, read by urllib3's parser) or an exponential backoff with jitter. Each attempt goes
+through the rate limiter, so every request, retries included, is spaced and counted in the
+daily budget. (urllib3's own Retry would retry inside the connection pool, past the limiter and
+the budget, and by status code only.)
+"""
 
 import datetime as dt
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
+import tenacity
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
 
 from stock_assets.providers.budget import BudgetStoreError, DailyBudget, MemoryBudget, budget_for_url
 from stock_assets.providers.errors import ProviderError, ThrottledError
@@ -44,6 +54,13 @@ class QuotaExhaustedError(ThrottledError):
     retryable = False
 
 
+class RetryAfterTooLongError(ThrottledError):
+    """The server's Retry-After asks for a longer wait than this client waits (max_backoff_seconds):
+    failing now, named, beats sleeping for an hour or retrying before the server allows it."""
+
+    retryable = False
+
+
 class BudgetUnavailableError(ProviderError):
     """The budget store (STOCK_ASSETS_PROVIDER_BUDGET_URL) failed mid-run after raw_prices had
     reached it: no request went out uncounted; the step retry tries again."""
@@ -62,7 +79,11 @@ def quota_message(provider: str, per_day: int, day: dt.date, budget: DailyBudget
 @dataclass
 class RateLimiter:
     """Spaces requests evenly to stay under `per_minute`; refuses past `per_day` (a UTC day),
-    counted in `budget`: shared by every process on the instance unless it is a MemoryBudget."""
+    counted in `budget`: shared by every process on the instance unless it is a MemoryBudget.
+
+    Ours on purpose: the spacing is the few lines under the lock below, and the per-day part must
+    be a calendar count per UTC day in the shared budget store with a named refusal, which the
+    sliding-window buckets of rate-limit libraries (pyrate-limiter) are not."""
 
     per_minute: float
     per_day: int | None = None
@@ -111,7 +132,7 @@ class HttpClient:
     secret: str | None = None  # redacted from everything we say
     retries: int = 4
     backoff_seconds: float = 2.0
-    max_backoff_seconds: float = 60.0
+    max_backoff_seconds: float = 60.0  # the longest wait between attempts, Retry-After included
     timeout: tuple[float, float] = (5.0, 60.0)  # connect, read
     headers: dict[str, str] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep
@@ -129,27 +150,58 @@ class HttpClient:
 
     def get(self, url: str, params: dict, *, symbol: str, check: Callable[[bytes], None]) -> bytes:
         """GET until `check(body)` accepts the body; retry what is retryable, raise the rest."""
-        for attempt in range(self.retries + 1):
-            self.limiter.acquire(self.provider, symbol)
-            retry_after = None
-            try:
-                response = self.session.get(url, params=params, headers=self.headers, timeout=self.timeout)
-            except requests.RequestException as err:
-                failure: ProviderError = ServerError(self.provider, symbol, self.redact(f"{type(err).__name__}: {err}"))
-            else:
-                log.info("%s %s -> HTTP %s", self.provider, self.redact(response.url), response.status_code)
-                retry_after = _seconds(response.headers.get("Retry-After"))
-                failure = self._classify(response, symbol, check)
-                if failure is None:
-                    return response.content
-            if not failure.retryable or attempt == self.retries:
-                if failure.retryable:
-                    failure.args = (f"{failure.args[0]} (gave up after {attempt + 1} attempts)",)
-                raise failure
-            delay = min(retry_after, self.max_backoff_seconds) if retry_after is not None else self._backoff(attempt)
-            log.warning("%s; retrying in %.2fs (attempt %d of %d)", failure, delay, attempt + 2, self.retries + 1)
-            self.sleep(delay)
-        raise AssertionError("unreachable")
+        # backoff_seconds * 2**(n - 1) plus up to backoff_seconds of jitter, at most max_backoff_seconds
+        backoff = tenacity.wait_exponential_jitter(multiplier=self.backoff_seconds, max=self.max_backoff_seconds, jitter=self.backoff_seconds)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            retry_after = getattr(state.outcome.exception(), "retry_after", None)  # set by _attempt, within the max
+            return backoff(state) if retry_after is None else retry_after
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda err: isinstance(err, ProviderError) and err.retryable),
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=wait,
+            sleep=self.sleep,
+            before_sleep=lambda state: log.warning(
+                "%s; retrying in %.2fs (attempt %d of %d)",
+                state.outcome.exception(), state.upcoming_sleep, state.attempt_number + 1, self.retries + 1,
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, url, params, symbol, check)
+        except ProviderError as failure:
+            if failure.retryable:  # retryable, so the attempts ran out
+                failure.args = (f"{failure.args[0]} (gave up after {retrying.statistics['attempt_number']} attempts)",)
+            raise
+
+    def _attempt(self, url: str, params: dict, symbol: str, check: Callable[[bytes], None]) -> bytes:
+        self.limiter.acquire(self.provider, symbol)
+        try:
+            response = self.session.get(url, params=params, headers=self.headers, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise ServerError(self.provider, symbol, self.redact(f"{type(err).__name__}: {err}")) from None
+        log.info("%s %s -> HTTP %s", self.provider, self.redact(response.url), response.status_code)
+        failure = self._classify(response, symbol, check)
+        if failure is None:
+            return response.content
+        if failure.retryable and (header := response.headers.get("Retry-After")) is not None:
+            failure.retry_after = self._retry_after_seconds(header, failure, symbol)
+        raise failure
+
+    def _retry_after_seconds(self, header: str, failure: ProviderError, symbol: str) -> float | None:
+        """Seconds the server asks us to wait (a number or an HTTP-date); None if unreadable.
+        Longer than max_backoff_seconds: RetryAfterTooLongError, at once."""
+        try:
+            seconds = Retry().parse_retry_after(header)
+        except InvalidHeader:
+            return None  # our own backoff then
+        if seconds > self.max_backoff_seconds:
+            raise RetryAfterTooLongError(self.provider, symbol, (
+                f"Retry-After: {header} asks for a wait longer than the {self.max_backoff_seconds:g} s this client "
+                f"waits between attempts; re-run once it has passed ({failure.detail})"
+            ))
+        return seconds
 
     def _classify(self, response: requests.Response, symbol: str, check: Callable[[bytes], None]) -> ProviderError | None:
         code = response.status_code
@@ -165,13 +217,3 @@ class HttpClient:
         if code >= 400:
             return ProviderError(self.provider, symbol, f"HTTP {code}: {self.redact(response.text[:200])}")
         return None
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff

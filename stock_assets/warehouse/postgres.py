@@ -1,13 +1,17 @@
 """PostgreSQL: each window load is one transaction.
 
     CREATE TEMP TABLE <t>_stage (…)            private to this connection, the data's columns
-    COPY <t>_stage FROM STDIN (FORMAT binary)  the Arrow table encoded by pgbinary.py
+    COPY <t>_stage FROM STDIN (FORMAT binary)  ADBC's bulk ingest of the Arrow table
     DELETE FROM <t> WHERE session BETWEEN …    the window
     INSERT INTO <t> SELECT … FROM <t>_stage
     COMMIT
 
 A concurrent reader sees the old window until COMMIT, then the new one, never an empty one.
 Staging first means bad data fails in COPY before a row of the table is touched.
+
+Two drivers, one libpq connection string: loads go through ADBC (adbc-driver-postgresql), whose
+ingest writes binary COPY from the Arrow buffers in C, column by column; reads and the Redshift
+engine's loads (COPY from S3, nothing to encode here) go through psycopg2.
 
 URL: postgresql://user@host:5432/db (libpq URI). `?options=-csearch_path%3Dmyschema` picks a
 schema; the password can come from PGPASSWORD instead of the URL. Passwords never appear in
@@ -21,13 +25,15 @@ the holder's PID, a statement running too long with a WarehouseLoadError naming 
 
 import contextlib
 import datetime as dt
-import io
+import itertools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import adbc_driver_manager.dbapi as adbc
+import adbc_driver_postgresql.dbapi as adbc_postgresql
+import duckdb
 import psycopg2
 import pyarrow as pa
 
@@ -44,7 +50,6 @@ from stock_assets.warehouse.common import (
     redact_url,
 )
 from stock_assets.warehouse.ddl import CATALOG_SQL, column_ddl, plan_ddl, window_delete_sql
-from stock_assets.warehouse.pgbinary import copy_binary
 
 # Result column types by PostgreSQL type OID; anything else is left to Arrow to infer.
 ARROW_TYPES = {
@@ -52,7 +57,7 @@ ARROW_TYPES = {
     25: pa.string(), 1043: pa.string(), 1042: pa.string(), 19: pa.string(), 1082: pa.date32(),
     1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"),
 }
-COPY_BATCH_ROWS = 200_000  # bounds the encoder's memory; one COPY per batch, same transaction
+COPY_BATCH_ROWS = 200_000  # the ingest's record batches: bounds the COPY buffer, one COPY stream
 LONGEST_CONNECT_TIMEOUT_SECONDS = 30
 # Who holds a lock on the table, as far as pg_locks and pg_stat_activity tell this user.
 LOCK_HOLDERS_SQL = """
@@ -61,42 +66,36 @@ FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.granted AND l.relation = to_regclass(%s) AND l.pid <> pg_backend_pid()
 ORDER BY l.pid
 """
-_PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"  # SQLSTATEs: lock_timeout, statement_timeout
 
 
 def to_pyformat(sql: str) -> str:
-    """`?` placeholders (DuckDB style, what callers write) as psycopg2's %s; literal % doubled."""
-    def swap(m: re.Match) -> str:
-        token = m.group(0)
-        return "%s" if token == "?" else "%%" if token == "%" else token.replace("%", "%%")
-    return _PLACEHOLDERS.sub(swap, sql)
+    """`?` placeholders (DuckDB style, what callers write) as psycopg2's %s; literal % doubled.
+    Which `?` are placeholders is DuckDB's own tokenizer's answer: not one in a string, a quoted
+    name or a comment."""
+    marks = [at for at, kind in duckdb.tokenize(sql) if kind == duckdb.token_type.operator and sql[at] == "?"]
+    cuts = [-1, *marks, len(sql)]
+    return "%s".join(sql[a + 1 : b].replace("%", "%%") for a, b in itertools.pairwise(cuts))
+
+
+def _sqlstate(err: Exception) -> str | None:
+    return getattr(err, "pgcode", None) or getattr(err, "sqlstate", None)  # psycopg2, ADBC
 
 
 def _why(err: Exception) -> str:
     """The server's message on one line, without the echo of our SQL (LINE n: … and its caret)."""
+    fields = dict(getattr(err, "details", None) or [])  # ADBC: the server's fields, as libpq reports them
+    if b"PG_DIAG_MESSAGE_PRIMARY" in fields:
+        parts = [(b"PG_DIAG_MESSAGE_PRIMARY", ""), (b"PG_DIAG_MESSAGE_DETAIL", "DETAIL: "), (b"PG_DIAG_MESSAGE_HINT", "HINT: ")]
+        return " ".join(label + fields[key].decode(errors="replace") for key, label in parts if key in fields)
     lines = [x.strip() for x in str(err).splitlines()]
-    return " ".join(x for x in lines if x and not x.startswith("LINE ") and set(x) != {"^"}) or type(err).__name__
+    shown = [x for x in lines if x and not x.startswith(("LINE ", "Query was:")) and set(x) != {"^"}]
+    return " ".join(shown) or type(err).__name__
 
 
 def milliseconds(seconds: float) -> int:
     """A timeout setting in ms; never 0, which PostgreSQL reads as "wait forever"."""
     return max(1, round(seconds * 1000))
-
-
-def lock_holders(con, table: str) -> str:
-    """' (held by PID 4242, psql, idle in transaction for 12 s)', or '' when none can be seen."""
-    try:
-        with con.cursor() as cur:
-            cur.execute(LOCK_HOLDERS_SQL, [quote(table)])
-            found = cur.fetchall()
-        con.rollback()
-    except psycopg2.Error:
-        return ""
-    described = [
-        ", ".join([f"PID {pid}", *(x for x in (app, state) if x)]) + (f" for {age:.0f} s" if age is not None else "")
-        for pid, app, state, age in found
-    ]
-    return f" (held by {'; '.join(described)})" if described else ""
 
 
 def arrow_result(description, rows: list[tuple]) -> pa.Table:
@@ -129,34 +128,80 @@ class PostgresWarehouse:
         """Seconds libpq may take to connect: a closed or silent port fails fast (libpq's floor is 2)."""
         return max(2, min(LONGEST_CONNECT_TIMEOUT_SECONDS, math.ceil(self.lock_timeout_seconds)))
 
-    def connect(self):
+    def conninfo(self) -> str:
+        """The URL as libpq reads it, with our connect_timeout unless the URL sets one (it wins)."""
+        dsn = self.dsn()
         try:
-            dsn = self.dsn()
-            given = psycopg2.extensions.parse_dsn(dsn)  # a connect_timeout in the URL wins
-            con = psycopg2.connect(dsn, **({} if "connect_timeout" in given else {"connect_timeout": self.connect_timeout()}))
+            given = psycopg2.extensions.parse_dsn(dsn)
         except psycopg2.Error as err:
             raise WarehouseConnectionError(f"cannot connect to {self.describe()}: {redact(str(err).strip(), self._password)}") from None
-        with con.cursor() as cur:
-            for statement in self.session_settings():
-                cur.execute(statement)
-        con.commit()
+        return psycopg2.extensions.make_dsn(dsn, **({} if "connect_timeout" in given else {"connect_timeout": self.connect_timeout()}))
+
+    def connect(self):
+        """A psycopg2 connection with the session settings applied (reads; Redshift's loads)."""
+        conninfo = self.conninfo()
+        try:
+            con = psycopg2.connect(conninfo)
+        except psycopg2.Error as err:
+            raise WarehouseConnectionError(f"cannot connect to {self.describe()}: {redact(str(err).strip(), self._password)}") from None
+        return self._with_settings(con)
+
+    def load_connection(self):
+        """The connection a window load runs in: ADBC, for its Arrow bulk ingest (see _stage)."""
+        conninfo = self.conninfo()
+        try:
+            con = adbc_postgresql.connect(conninfo)  # autocommit off: one transaction until commit
+        except adbc.Error as err:
+            why = str(err).strip().removeprefix("IO: ").removeprefix("[libpq] ")
+            raise WarehouseConnectionError(f"cannot connect to {self.describe()}: {redact(why, self._password)}") from None
+        return self._with_settings(con)
+
+    def _with_settings(self, con):
+        try:
+            with con.cursor() as cur:
+                for statement in self.session_settings():
+                    cur.execute(statement)
+            con.commit()  # kept for the session: a rolled-back load must not undo them
+        except Exception:
+            con.close()
+            raise
         return con
 
-    def _failure(self, con, table: str, first: dt.date, last: dt.date, err: Exception) -> Exception:
+    def _failure(self, table: str, first: dt.date, last: dt.date, err: Exception) -> Exception:
         """The error a failed load raises: a lock or statement timeout named as such."""
-        if isinstance(err, psycopg2.errors.LockNotAvailable):
+        if _sqlstate(err) == LOCK_NOT_AVAILABLE:
             return WarehouseLockedError(
                 f"loading {table} for sessions {first}..{last} waited {self.lock_timeout_seconds:g} s for a lock "
                 f"({LOCK_TIMEOUT_VARIABLE}) and was rolled back, nothing changed: another session holds a lock on "
-                f"{table}{lock_holders(con, table)}; find it in pg_locks / pg_stat_activity, e.g. SELECT pid, state, query "
+                f"{table}{self.lock_holders(table)}; find it in pg_locks / pg_stat_activity, e.g. SELECT pid, state, query "
                 f"FROM pg_stat_activity WHERE pid IN (SELECT pid FROM pg_locks WHERE relation = '{table}'::regclass)"
             )
-        if isinstance(err, psycopg2.errors.QueryCanceled):
+        if _sqlstate(err) == QUERY_CANCELED:
             return load_error(table, first, last, (
                 f"a statement was canceled ({_why(err)}); statement_timeout is {self.statement_timeout_seconds:g} s, "
                 f"set by {STATEMENT_TIMEOUT_VARIABLE}: raise it or load a shorter window"
             ), self._password)
         return load_error(table, first, last, _why(err), self._password)
+
+    def lock_holders(self, table: str) -> str:
+        """' (held by PID 4242, psql, idle in transaction for 12 s)', or '' when none can be seen."""
+        try:
+            con = self.connect()
+        except WarehouseConnectionError:
+            return ""
+        try:
+            with con.cursor() as cur:
+                cur.execute(LOCK_HOLDERS_SQL, [quote(table)])
+                found = cur.fetchall()
+        except psycopg2.Error:
+            return ""
+        finally:
+            con.close()
+        described = [
+            ", ".join([f"PID {pid}", *(x for x in (app, state) if x)]) + (f" for {age:.0f} s" if age is not None else "")
+            for pid, app, state, age in found
+        ]
+        return f" (held by {'; '.join(described)})" if described else ""
 
     @property
     def _password(self) -> str | None:
@@ -165,8 +210,9 @@ class PostgresWarehouse:
     def _ensure(self, con, table: str, schema: pa.Schema) -> None:
         with con.cursor() as cur:
             if self.dialect == "postgresql":
-                # Two runs creating a table at once: IF NOT EXISTS alone races on the catalog.
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"stock_assets.ddl.{table}"])
+                # Two runs creating a table at once: IF NOT EXISTS alone races on the catalog. The
+                # key is a literal (quote() allows letters, digits and _ only): either driver runs it.
+                cur.execute(f"SELECT pg_advisory_xact_lock(hashtext('stock_assets.ddl.{quote(table)[1:-1]}'))")
             cur.execute(CATALOG_SQL)
             for statement in plan_ddl(table, schema, self.dialect, cur.fetchall()):
                 cur.execute(statement)
@@ -175,13 +221,12 @@ class PostgresWarehouse:
     def _stage(self, cur, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None) -> str:
         """Fill a temporary table shaped like `data` with it; returns the INSERT that moves it over.
 
-        Shaped like the data, not the target, so binary COPY always matches and type mismatches
-        surface in the INSERT as PostgreSQL's own "column x is of type …" error."""
+        Shaped like the data, not the target, so the COPY always matches and type mismatches
+        surface in the INSERT as PostgreSQL's own "column x is of type …" error. ADBC's ingest
+        writes it as binary COPY straight from the Arrow buffers, in this transaction."""
         stage, columns = quote(f"{table}_stage"), ", ".join(quote(c) for c in data.column_names)
         cur.execute(f"CREATE TEMP TABLE {stage} ({', '.join(column_ddl(data.schema, self.dialect))}) ON COMMIT DROP")
-        for start in range(0, data.num_rows, COPY_BATCH_ROWS):
-            encoded = copy_binary(data.slice(start, COPY_BATCH_ROWS))
-            cur.copy_expert(f"COPY {stage} FROM STDIN WITH (FORMAT binary)", io.BytesIO(encoded))
+        cur.adbc_ingest(f"{table}_stage", data.to_reader(max_chunksize=COPY_BATCH_ROWS), mode="append", temporary=True)
         return f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM {stage}"
 
     def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None = None) -> int:
@@ -190,7 +235,7 @@ class PostgresWarehouse:
         `lake_prefix`: where the lake already holds these rows as Hive-partitioned Parquet
         (only Redshift uses it: it loads from S3, not from this process)."""
         check_window(table, data, first, last)
-        con = self.connect()
+        con = self.load_connection()
         try:
             self._ensure(con, table, data.schema)
             with con.cursor() as cur:
@@ -201,11 +246,11 @@ class PostgresWarehouse:
                     self.before_commit()
             con.commit()
         except Exception as err:
-            with contextlib.suppress(psycopg2.Error):  # a dead connection has rolled back already
+            with contextlib.suppress(psycopg2.Error, adbc.Error):  # a dead connection has rolled back already
                 con.rollback()
             if isinstance(err, WarehouseLoadError):
                 raise
-            raise self._failure(con, table, first, last, err) from err
+            raise self._failure(table, first, last, err) from err
         finally:
             con.close()
         return data.num_rows

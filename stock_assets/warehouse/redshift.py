@@ -85,6 +85,12 @@ class RedshiftWarehouse(PostgresWarehouse):
     def session_settings(self) -> list[str]:
         return [s for s in super().session_settings() if not s.startswith("SET lock_timeout")]
 
+    def load_connection(self):
+        """psycopg2, as for reads: the data reaches Redshift by its COPY from S3, so the load has
+        nothing to stream from here (and ADBC's PostgreSQL driver supports Redshift for basic
+        queries only)."""
+        return self.connect()
+
     def _files(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None):
         """(relative paths to COPY, the SQL that gives each row its session)."""
         if lake_prefix and "ts" in data.column_names:
