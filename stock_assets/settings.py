@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from stock_assets.schema import InvalidSymbolError, validate_symbol
 
 INTERVALS = ("1d", "60min", "30min", "15min", "5min", "1min")
-PROVIDERS = ("synthetic", "alphavantage", "polygon")
+PROVIDERS = ("synthetic", "alphavantage", "polygon", "csvdir")
 SYNTHETIC_FAULTS = ("nulls", "zeros", "duplicates", "ohlc", "missing_symbol", "missing_session", "split_jump")
 BOOLEANS = ("true", "false", "1", "0", "yes", "no")
 EARLIEST_START = "1990-01-02"  # the calendar's (and the synthetic market's) first session
@@ -22,6 +22,7 @@ DEFAULTS = {
     "alphavantage": {"base_url": "https://www.alphavantage.co", "per_minute": "5", "per_day": "25"},
     "polygon": {"base_url": "https://api.polygon.io", "per_minute": "5", "per_day": ""},
     "synthetic": {"base_url": "", "per_minute": "0", "per_day": ""},
+    "csvdir": {"base_url": "", "per_minute": "0", "per_day": ""},  # files: no requests to count
 }
 
 
@@ -111,6 +112,7 @@ class Settings:
     warehouse_statement_timeout_seconds: float = 3600.0  # PostgreSQL/Redshift: one statement at most
     provider_budget_url: str = ""  # where the daily request budget is counted (sqlite:///… or postgresql://…)
     pool_wait_seconds: float = 3600.0  # how long a command waits for the provider pool a live run holds
+    csvdir_url: str = ""  # provider csvdir: the folder or s3://bucket/prefix holding <SYMBOL>.csv files
 
     @classmethod
     def from_env(cls, env: dict | None = None, today: dt.date | None = None) -> "Settings":
@@ -140,6 +142,11 @@ class Settings:
                              ("duckdb", "postgresql", "postgres", "redshift"), "duckdb:///path, postgresql://user@host:5432/db or redshift://user@host:5439/db")
         budget_url = _url("STOCK_ASSETS_PROVIDER_BUDGET_URL", env.get("STOCK_ASSETS_PROVIDER_BUDGET_URL") or f"sqlite:///{home / 'provider_budget.sqlite'}",
                           ("sqlite", "postgresql", "postgres"), "sqlite:///path or postgresql://user@host:5432/db")
+        csvdir_url = _url("STOCK_ASSETS_CSVDIR_URL", env.get("STOCK_ASSETS_CSVDIR_URL", ""), ("", "file", "s3"), "a local folder or s3://bucket/prefix")
+        if provider == "csvdir" and not csvdir_url:
+            raise _fail("STOCK_ASSETS_CSVDIR_URL", csvdir_url, "a local folder or s3://bucket/prefix", "required with STOCK_ASSETS_PROVIDER=csvdir")
+        if provider == "csvdir" and interval != "1d":
+            raise _fail("STOCK_ASSETS_INTERVAL", interval, "1d with STOCK_ASSETS_PROVIDER=csvdir", "csvdir files hold daily bars")
         return cls(
             home=home,
             provider=provider,
@@ -167,4 +174,5 @@ class Settings:
             warehouse_statement_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS", "3600", minimum=1),
             provider_budget_url=budget_url,
             pool_wait_seconds=_number(env, "STOCK_ASSETS_POOL_WAIT_SECONDS", "3600"),
+            csvdir_url=csvdir_url,
         )

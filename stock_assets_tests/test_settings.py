@@ -49,8 +49,30 @@ def test_the_defaults_are_valid():
 
 def test_the_code_location_does_not_load_with_a_bad_setting_and_writes_nothing(tmp_path):
     env = environment(tmp_path, STOCK_ASSETS_START="2999-01-01")
-    loaded = subprocess.run([sys.executable, "-c", "import stock_assets.definitions"], cwd=ROOT, env=env,
+    load = "from stock_assets.definitions import defs; defs()"  # what Dagster does with the @dg.definitions function
+    loaded = subprocess.run([sys.executable, "-c", load], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert loaded.returncode != 0
     assert "SettingsError: STOCK_ASSETS_START='2999-01-01': outside the range" in loaded.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dagster"]  # no lake, no warehouse
+
+
+@pytest.mark.parametrize(
+    "env, variable, says",
+    [
+        ({"STOCK_ASSETS_PROVIDER": "csvdir"}, "STOCK_ASSETS_CSVDIR_URL", "STOCK_ASSETS_CSVDIR_URL='': required with STOCK_ASSETS_PROVIDER=csvdir; accepted: a local folder or s3://bucket/prefix"),
+        ({"STOCK_ASSETS_PROVIDER": "csvdir", "STOCK_ASSETS_CSVDIR_URL": "gs://bucket/archive"}, "STOCK_ASSETS_CSVDIR_URL", "unsupported scheme 'gs'"),
+        ({"STOCK_ASSETS_PROVIDER": "csvdir", "STOCK_ASSETS_CSVDIR_URL": "/data/csv", "STOCK_ASSETS_INTERVAL": "5min"}, "STOCK_ASSETS_INTERVAL", "csvdir files hold daily bars; accepted: 1d with STOCK_ASSETS_PROVIDER=csvdir"),
+    ],
+)
+def test_provider_csvdir_needs_its_folder_and_daily_bars(env, variable, says):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env, today=TODAY)
+    assert str(raised.value).startswith(f"{variable}=") and says in str(raised.value)
+
+
+@pytest.mark.parametrize("url", ["/data/zipline/csvdir/daily", "file:///data/csv", "s3://archive-bucket/csvdir/daily"])
+def test_provider_csvdir_takes_a_folder_or_an_s3_prefix(url):
+    settings = Settings.from_env({"STOCK_ASSETS_PROVIDER": "csvdir", "STOCK_ASSETS_CSVDIR_URL": url}, today=TODAY)
+    assert (settings.provider, settings.csvdir_url, settings.requests_per_day) == ("csvdir", url, None)
+    assert Settings.from_env({"STOCK_ASSETS_CSVDIR_URL": url}, today=TODAY).provider == "synthetic"  # read, unused

@@ -4,6 +4,7 @@ import pyarrow as pa
 
 from stock_assets.providers.alphavantage_format import parse_alphavantage
 from stock_assets.providers.base import RawPayload
+from stock_assets.providers.csvdir_format import parse_csvdir
 from stock_assets.providers.polygon_format import parse_polygon
 from stock_assets.providers.synthetic import parse_synthetic
 
@@ -15,4 +16,6 @@ def parse_payload(payload: RawPayload) -> pa.Table:
         return parse_alphavantage(payload.body, payload.extension, payload.symbol, payload.interval, payload.ingested_at)
     if payload.provider == "polygon":
         return parse_polygon(payload.body, payload.symbol, payload.interval, payload.ingested_at)[0]
+    if payload.provider == "csvdir":
+        return parse_csvdir(payload.body, payload.symbol, payload.interval, payload.ingested_at, name=f"raw/ payload {payload.symbol} {payload.first_session}..{payload.last_session}")
     raise ValueError(f"no parser for provider {payload.provider!r} (payload for {payload.symbol})")

@@ -4,9 +4,11 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
+from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.alphavantage import AlphaVantageProvider
 from stock_assets.providers.base import Provider
 from stock_assets.providers.budget import DailyBudget
+from stock_assets.providers.csvdir import CsvDirProvider
 from stock_assets.providers.http import HttpClient, shared_limiter
 from stock_assets.providers.polygon import PolygonProvider
 from stock_assets.providers.synthetic import SyntheticProvider
@@ -31,10 +33,11 @@ class ProviderResource(dg.ConfigurableResource):
     # STOCK_ASSETS_PROVIDER_BUDGET_URL: where requests_per_day is counted, for every run and
     # process on the instance; empty: in this process only.
     budget_url: str = ""
+    csvdir_url: str = ""  # STOCK_ASSETS_CSVDIR_URL: the folder or s3://bucket/prefix of <SYMBOL>.csv files
 
     def budget(self) -> DailyBudget | None:
         """The daily budget this provider's requests are counted in, or None without a daily limit."""
-        if self.name == "synthetic" or self.requests_per_day is None:
+        if self.name in ("synthetic", "csvdir") or self.requests_per_day is None:
             return None
         return self._limiter().budget
 
@@ -44,6 +47,10 @@ class ProviderResource(dg.ConfigurableResource):
     def client(self) -> Provider:
         if self.name == "synthetic":
             return SyntheticProvider(faults=tuple(self.synthetic_faults))
+        if self.name == "csvdir":
+            if not self.csvdir_url:
+                raise ValueError("csvdir: set STOCK_ASSETS_CSVDIR_URL to the folder or s3://bucket/prefix of the <SYMBOL>.csv files")
+            return CsvDirProvider(LakeStorage(self.csvdir_url))
         if not self.api_key:
             raise ValueError(f"{self.name}: set {self.name.upper()}_API_KEY in the environment")
         http = HttpClient(
@@ -74,6 +81,7 @@ def provider_resource(settings: Settings) -> ProviderResource:
         backoff_seconds=settings.http_backoff_seconds,
         adjusted=settings.alphavantage_adjusted,
         datatype=settings.alphavantage_datatype,
+        csvdir_url=settings.csvdir_url,
         # A URL with a password came from the environment (the default never has one): read it
         # there at run time, so that it never appears in the resource's config in the UI.
         budget_url=dg.EnvVar("STOCK_ASSETS_PROVIDER_BUDGET_URL") if urlsplit(settings.provider_budget_url).password else settings.provider_budget_url,
