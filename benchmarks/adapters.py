@@ -40,10 +40,12 @@ def evaluate_window(storage, lake, deduped, previous, sessions, symbols, thresho
 
 
 def publish_window(storage, sessions) -> int:
-    """What published_prices does: the window's deduped files copied to a snapshot; its rows."""
-    from stock_assets.defs.publish import publish_window
+    """What published_prices does: the version of lake/deduped just written recorded as production; its rows."""
+    from stock_assets.defs.publish import TABLE, publish_version
+    from stock_assets.lake import delta
 
-    return publish_window(storage, sessions, dt.datetime.now(dt.UTC), "bench")["rows"]
+    version = delta.open_table(storage, TABLE).version()
+    return publish_version(storage, version, sessions, dt.datetime.now(dt.UTC), "bench", {})["rows"]
 
 
 def fetch_synthetic(symbols: list[str], sessions: list[dt.date]) -> list:

@@ -2,6 +2,7 @@
 what a session is, when it opens and closes, which have ended, and counting by sessions."""
 
 import datetime as dt
+import warnings
 from functools import lru_cache
 
 import exchange_calendars as xcals
@@ -14,7 +15,11 @@ FIRST = "1990-01-02"  # the calendar's own start; partitions start later (STOCK_
 
 @lru_cache
 def nyse_calendar(start: str = FIRST) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start=min(start, FIRST))
+    with warnings.catch_warnings():
+        # exchange_calendars reads a tz-aware Series.values, which pandas 3.1 deprecates
+        # (Pandas4Warning); nothing of ours does. Its answer is unchanged.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray", category=DeprecationWarning)
+        return xcals.get_calendar("XNYS", start=min(start, FIRST))
 
 
 @lru_cache

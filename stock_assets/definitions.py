@@ -16,7 +16,19 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from stock_assets.alerts import AlertsResource
-from stock_assets.defs import alerts, analytics, ingest, lake, landing, publish, quality, schedules, sensors, warehouse
+from stock_assets.defs import (
+    alerts,
+    analytics,
+    ingest,
+    lake,
+    landing,
+    maintenance,
+    publish,
+    quality,
+    schedules,
+    sensors,
+    warehouse,
+)
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
 from stock_assets.providers.resource import provider_resource
 from stock_assets.reports.resource import ReportsResource
@@ -48,7 +60,7 @@ def resources_for(settings: Settings) -> dict:
     }
 
 
-MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sensors, landing, alerts)
+MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, alerts)
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

@@ -112,6 +112,7 @@ class Settings:
     warehouse_statement_timeout_seconds: float = 3600.0  # PostgreSQL/Redshift: one statement at most
     provider_budget_url: str = ""  # where the daily request budget is counted (sqlite:///… or postgresql://…)
     pool_wait_seconds: float = 3600.0  # how long a command waits for the provider pool a live run holds
+    lake_retention_days: float = 30.0  # lake versions this recent stay readable "as of" (and the production one, always)
     csvdir_url: str = ""  # provider csvdir: the folder or s3://bucket/prefix holding <SYMBOL>.csv files
 
     @classmethod
@@ -174,5 +175,6 @@ class Settings:
             warehouse_statement_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS", "3600", minimum=1),
             provider_budget_url=budget_url,
             pool_wait_seconds=_number(env, "STOCK_ASSETS_POOL_WAIT_SECONDS", "3600"),
+            lake_retention_days=_number(env, "STOCK_ASSETS_LAKE_RETENTION_DAYS", "30"),
             csvdir_url=csvdir_url,
         )

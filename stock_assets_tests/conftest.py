@@ -30,6 +30,7 @@ def settings(tmp_path: Path) -> Settings:
         lake_url=str(tmp_path / "lake"),
         warehouse_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         synthetic_faults=(),
+        step_retry_delay_seconds=0.2,  # the step retry policy, waited for real but briefly
     )
 
 
@@ -63,24 +64,38 @@ def fixture_bytes(relpath: str) -> bytes:
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """A real S3 API: moto in server mode on a loopback port, for the whole test session."""
+    """A real S3 API: moto's server on a loopback port, in a process of its own (a server thread
+    in this process would wait on the GIL that delta-rs's native client holds), for the session."""
     import socket
-
-    from moto.server import ThreadedMotoServer
+    import subprocess
+    import sys
+    import time
+    import urllib.request
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError(f"moto server did not answer on {endpoint} within 30 s") from None
+            time.sleep(0.1)
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
     os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
     import boto3
 
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="stock-assets-test")
     yield endpoint
-    server.stop()
+    server.terminate()
+    server.wait(timeout=10)
     for key, value in saved.items():
         os.environ.pop(key, None) if value is None else os.environ.update({key: value})
 
@@ -88,7 +103,9 @@ def s3_endpoint():
 @pytest.fixture
 def s3_lake_url(s3_endpoint, request) -> str:
     """A fresh prefix in the session's bucket for each test."""
-    return f"s3://stock-assets-test/{request.node.name[:60]}"
+    import re
+
+    return f"s3://stock-assets-test/{re.sub(r'[^A-Za-z0-9_-]', '-', request.node.name)[:60]}"  # a key any S3 client takes
 
 
 # --- PostgreSQL for the warehouse tests ------------------------------------------------------

@@ -173,7 +173,7 @@ def test_the_backfill_policy_splits_a_one_minute_range_as_the_cli_does(tmp_path)
         "from stock_assets.definitions import defs\n"
         "from stock_assets.cli import backfill_chunks\n"
         "from stock_assets.settings import Settings\n"
-        "print(defs.resolve_assets_def('raw_prices').backfill_policy.max_partitions_per_run)\n"
+        "print(defs().resolve_assets_def('raw_prices').backfill_policy.max_partitions_per_run)\n"
         "print(len(backfill_chunks(Settings.from_env(), '2024-01-02', '2024-12-31')))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()

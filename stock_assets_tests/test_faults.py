@@ -3,6 +3,7 @@ pool, a writer killed in the middle of a Parquet file, two first commands at onc
 instance. Each is reproduced with real processes, files and locks, then the next command is
 shown to recover: no hang, nothing a reader miscounts, nothing lost."""
 
+import datetime as dt
 import os
 import signal
 import sqlite3
@@ -14,10 +15,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
-from stock_assets.lake import layout
-from stock_assets.lake.storage import TMP, LakeStorage
+from stock_assets.lake import delta, layout
+from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 from stock_assets_tests.conftest import fixture_bytes
 from stock_assets_tests.fake_api import Reply
@@ -107,35 +107,47 @@ def test_sigterm_stops_a_run_waiting_on_its_provider_at_once(tmp_path, fake_api)
         os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)
 
 
-def test_a_writer_killed_mid_parquet_leaves_nothing_a_reader_counts_and_the_next_write_cleans_up(tmp_path):
+KILLED_WRITER = """
+import datetime as dt, sys, time
+import pyarrow as pa
+from deltalake import write_deltalake
+from stock_assets.lake import delta
+from stock_assets.lake.storage import LakeStorage
+
+storage = LakeStorage(sys.argv[1])
+schema = pa.schema([("symbol", pa.string()), ("session", pa.date32()), ("close", pa.float64()), ("month", pa.string())])
+def batches():  # the window's rows arrive, then the writer dies before its commit
+    yield pa.record_batch([pa.array(["B"] * 200_000), pa.array([dt.date(2024, 1, 3)] * 200_000, pa.date32()),
+                           pa.array([9.0] * 200_000), pa.array(["2024-01"] * 200_000)], schema=schema)
+    open(sys.argv[2], "w").close()
+    time.sleep(120)
+    yield from ()
+write_deltalake(delta.table_uri(storage, "lake/deduped"), pa.RecordBatchReader.from_batches(schema, batches()), mode="overwrite",
+                partition_by=["month"], predicate="session >= '2024-01-02' AND session <= '2024-01-05'")
+"""
+
+
+def test_a_writer_killed_mid_window_leaves_the_previous_version_whole_and_maintenance_cleans_up(tmp_path):
     lake = LakeStorage(str(tmp_path / "lake"))
     sessions = sessions_between("2015-01-02", "2024-01-02", "2024-01-05")
     bars = pa.table({"symbol": ["A"] * 4, "session": sessions, "close": [1.0, 2.0, 3.0, 4.0]})
     layout.write_sessions(lake, "lake/deduped", bars, sessions)
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        "from stock_assets.lake.storage import LakeStorage\n"
-        "def chunks():\n"
-        "    yield b'PAR1' + bytes(4096)\n"
-        "    open(sys.argv[2], 'w').close()\n"
-        "    time.sleep(120)\n"
-        "    yield b'never'\n"
-        "LakeStorage(sys.argv[1]).write_chunks('lake/deduped/session=2024-01-03/part-0.parquet', chunks())\n"
-    ), lake.url, str(tmp_path / "writing")])
-    wait_until(lambda: (tmp_path / "writing").exists(), 60, "the writer is mid-file")
+    before = delta.read_window(lake, "lake/deduped", sessions, schema=None)
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, lake.url, str(tmp_path / "writing")])
+    wait_until(lambda: (tmp_path / "writing").exists(), 60, "the writer is mid-window")
     writer.send_signal(signal.SIGKILL)
     writer.wait()
 
-    leftovers = list((tmp_path / "lake" / TMP).iterdir())
-    assert len(leftovers) == 1  # what the killed writer left, outside every table's folders
-    glob = f"{tmp_path}/lake/lake/deduped/*/*"
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0] == 4
-    assert ds.dataset(str(tmp_path / "lake" / "lake" / "deduped"), format="parquet", partitioning="hive").count_rows() == 4
-    assert layout.read_sessions(lake, "lake/deduped", sessions).num_rows == 4
+    assert delta.open_table(lake, "lake/deduped").version() == 0  # no commit: the previous version is the table
+    assert delta.read_window(lake, "lake/deduped", sessions, schema=None).equals(before)
+    rows = delta.dataset(lake, "lake/deduped")  # noqa: F841 - DuckDB reads it by its name
+    assert duckdb.sql("SELECT count(*), sum(close) FROM rows").fetchall() == [(4, 10.0)]  # what another engine reads
 
-    os.utime(leftovers[0], (time.time() - 3600, time.time() - 3600))  # an hour later
-    layout.write_sessions(lake, "lake/deduped", bars, sessions)
-    assert list((tmp_path / "lake" / TMP).iterdir()) == []
+    layout.write_sessions(lake, "lake/deduped", bars, sessions)  # the next write goes on
+    report = delta.maintain(lake, "lake/deduped", dt.timedelta(0))
+    assert report["version"] >= 1 and report["files"] == 1
+    on_disk = [p for p in lake.list_files("lake/deduped") if p.endswith(".parquet")]
+    assert [p.split("lake/deduped/")[1] for p in on_disk] == delta.current_files(lake, "lake/deduped")  # orphans vacuumed
 
 
 def test_first_commands_at_once_on_a_new_instance_leave_one_schema(tmp_path):

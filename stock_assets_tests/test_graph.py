@@ -8,6 +8,7 @@ import duckdb
 import pyarrow.compute as pc
 
 from stock_assets.cli import materialize_range
+from stock_assets.lake import delta
 from stock_assets.lake.layout import read_sessions
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
@@ -37,10 +38,11 @@ def test_every_stage_lands_for_a_range(settings, instance):
     landing = [p for p in lake.list_files("landing") if p.endswith(".csv")]  # beside each, its record _<file>.json
     assert sorted({p.split("/")[1] for p in landing}) == [str(s) for s in sessions]
     assert len(landing) == 21
-    assert len(lake.list_files("lake/prices")) == 21
     for prefix in ("lake/prices", "lake/deduped"):
-        hive = duckdb.sql(f"SELECT count(*), count(DISTINCT session) FROM read_parquet('{settings.lake_url}/{prefix}/*/*.parquet', hive_partitioning=true)").fetchall()
-        assert hive == [(63, 21)]
+        table = delta.open_table(lake, prefix)
+        assert table.version() == 0 and [p.split("/")[0] for p in delta.current_files(lake, prefix)] == ["month=2024-01"]  # one commit, one file
+        rows = delta.dataset(lake, prefix)  # what DuckDB, pandas or Spark read
+        assert duckdb.sql("SELECT count(*), count(DISTINCT session) FROM rows").fetchall() == [(63, 21)]
 
     con = warehouse(settings)
     assert con.execute("SELECT count(*), count(DISTINCT symbol), count(DISTINCT session) FROM prices").fetchall() == [(63, 3, 21)]
@@ -65,7 +67,6 @@ def test_a_rerun_changes_no_row_and_no_value(settings, instance):
         indicators = con.execute("SELECT * FROM indicators ORDER BY ALL").fetchall()
         first_ingest = con.execute("SELECT max(ingested_at) FROM prices").fetchall()[0][0]
     lake = LakeStorage(settings.lake_url)
-    files = {p: lake.read_bytes(p) for p in lake.list_files("lake/prices")}
 
     assert materialize_range(defs, FIRST, LAST, instance).success
     with warehouse(settings) as con:
@@ -73,10 +74,13 @@ def test_a_rerun_changes_no_row_and_no_value(settings, instance):
         assert con.execute("SELECT * FROM indicators ORDER BY ALL").fetchall() == indicators
         assert con.execute("SELECT count(*) FROM dq_report").fetchall() == [(21 * 12,)]
         assert con.execute("SELECT min(ingested_at) FROM prices").fetchall()[0][0] > first_ingest  # really re-fetched
-    assert sorted(lake.list_files("lake/prices")) == sorted(files)  # replaced, never a second copy
+    table = delta.open_table(lake, "lake/prices")
+    assert table.version() == 1 and len(delta.current_files(lake, "lake/prices")) == 1  # the window replaced in one commit, never a second copy
     assert len(lake.list_files("landing")) == 2 * 21  # a file and its record per session
-    again = read_sessions(lake, "lake/prices", sessions_between(settings.start, FIRST, LAST))
-    assert again.drop_columns(["ingested_at"]).num_rows == 63
+    sessions = sessions_between(settings.start, FIRST, LAST)
+    again, before = read_sessions(lake, "lake/prices", sessions), delta.read_window(lake, "lake/prices", sessions, version=0)
+    assert again.num_rows == before.num_rows == 63  # and the first load still reads as it was
+    assert again.drop_columns(["ingested_at"]).equals(before.drop_columns(["ingested_at"]))
 
 
 def test_a_second_window_leaves_the_first_untouched(settings, instance):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from stock_assets.lake import layout
+from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic
@@ -80,16 +80,19 @@ def test_landing_by_date_prefix_replaces_its_window(lake, bars):
     assert lake.list_files(f"landing/{SESSIONS[0]}") == []
 
 
-def test_parquet_by_session_is_hive_layout_and_idempotent(lake, bars):
+def test_a_window_is_one_delta_commit_and_a_rerun_is_idempotent(lake, bars):
     written = layout.write_sessions(lake, "lake/prices", bars, SESSIONS)
-    assert written == [f"lake/prices/session={s}/part-0.parquet" for s in SESSIONS]
-    first_bytes = [lake.read_bytes(p) for p in written]
-    layout.write_sessions(lake, "lake/prices", bars, SESSIONS)
-    assert [lake.read_bytes(p) for p in written] == first_bytes  # same data, same bytes
+    assert written == [f"{lake.uri('lake/prices')}@v0"]
+    first = layout.read_sessions(lake, "lake/prices", SESSIONS)
+    assert layout.write_sessions(lake, "lake/prices", bars, SESSIONS) == [f"{lake.uri('lake/prices')}@v1"]
     back = layout.read_sessions(lake, "lake/prices", SESSIONS)
-    assert back.num_rows == bars.num_rows and back.schema == bars.schema
-    assert "session" not in lake.read_parquet(written[0]).column_names  # it lives in the path
+    assert back.equals(first) and back.num_rows == bars.num_rows and back.schema == bars.schema  # same data, same table
+    assert len(delta.current_files(lake, "lake/prices")) == 1  # the window's month: one file, not one per write
     assert len(layout.read_sessions(lake, "lake/prices", SESSIONS[1:2])) == 2
+    # A smaller window replaces exactly its sessions: the others stay as they were.
+    layout.write_sessions(lake, "lake/prices", bars.slice(0, 0), SESSIONS[1:2])
+    assert layout.read_sessions(lake, "lake/prices", SESSIONS).num_rows == bars.num_rows - 2
+    assert delta.read_window(lake, "lake/prices", SESSIONS, version=1).equals(first)  # "as of" an earlier version
 
 
 def test_an_interrupted_write_leaves_no_visible_file(lake):
@@ -130,7 +133,7 @@ def test_the_io_manager_hands_a_run_what_a_read_of_the_lake_returns(lake, bars):
     read = LakeIOManager(lake=LakeResource(url=lake.url)).load_input(input_context())
     assert read.num_rows == bars.num_rows
     assert handed.equals(read)
-    # Handed on, not read: with the files gone the run's own manager still answers.
+    # Handed on, not read: with the table gone the run's own manager still answers.
     for path in lake.list_files("lake/prices"):
         lake.delete(path)
     assert run_manager.load_input(input_context()).equals(read)

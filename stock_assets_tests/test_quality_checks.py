@@ -12,6 +12,7 @@ import pytest
 
 from stock_assets.cli import materialize_range
 from stock_assets.defs.quality import evaluate_window
+from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 from stock_assets.seed_csv import from_landing_csv
@@ -70,13 +71,17 @@ def test_clean_data_passes_every_check_and_is_published(settings, instance):
     lake = LakeStorage(settings.lake_url)
     latest = json.loads(lake.read_bytes("published/LATEST"))
     assert latest["window"] == [FIRST, LAST] and latest["rows"] == 63
-    assert lake.list_files(latest["prefix"]) == sorted(latest["files"] + [f"{latest['prefix']}/_manifest.json"])
-    assert len(latest["files"]) == 21 and lake.read_bytes(latest["files"][0]) == lake.read_bytes("lake/deduped/session=2024-01-02/part-0.parquet")
+    assert (latest["table"], latest["version"]) == (lake.uri("lake/deduped"), 0)
+    assert latest["checks"]["prices_ohlc_consistent"] is True and all(latest["checks"].values())
+    published = delta.read_window(lake, "lake/deduped", sessions_between(settings.start, FIRST, LAST), version=latest["version"])
 
     blocked = materialize_range(defs_for(with_faults(settings, "nulls")), FIRST, LAST, instance)
     assert not blocked.success
+    assert delta.open_table(lake, "lake/deduped").version() == 1  # the failed run wrote the lake: its version is not production
     assert json.loads(lake.read_bytes("published/LATEST")) == latest  # a failed gate publishes nothing
-    assert len(lake.list_dirs("published")) == 1
+    assert len(lake.list_files("published")) == 2  # LATEST and the one snapshot record
+    again = delta.read_window(lake, "lake/deduped", sessions_between(settings.start, FIRST, LAST), version=latest["version"])
+    assert again.equals(published) and pc.sum(pc.is_null(again["close"])).as_py() == 0  # "as of" production: the checked prices
 
 
 def test_freshness_is_measured_against_the_last_closed_session(settings, instance):

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from stock_assets.lake import layout
+from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.transforms.quality import RULES, evaluate
 from stock_assets.warehouse import ddl
@@ -62,8 +62,9 @@ def test_prices_load_from_the_lakes_own_files_for_exactly_the_window(redshift, l
     manifest = f"warehouse/manifests/prices/{JAN[0]}_{JAN[-1]}.manifest"
     assert redshift.copies == [f"COPY \"prices_stage\" FROM '{lake.uri(manifest)}' IAM_ROLE '{ROLE}' FORMAT AS PARQUET MANIFEST"]
     listed = [e["url"] for e in json.loads(lake.read_bytes(manifest))["entries"]]
-    assert listed == [lake.uri(layout.session_path("lake/deduped", s)) for s in JAN]  # not one of February's
-    assert rows(redshift) == as_rows(data)  # session, derived from ts, is the lake's session
+    january = [f"{lake.uri('lake/deduped')}/{p}" for p in delta.current_files(lake, "lake/deduped") if p.startswith("month=2024-01/")]
+    assert listed == january and len(january) == 1  # the table's file of January, not one of February's
+    assert rows(redshift) == as_rows(data)
 
 
 def test_a_lake_that_disagrees_with_the_asset_rolls_back(redshift, lake):
@@ -76,14 +77,18 @@ def test_a_lake_that_disagrees_with_the_asset_rolls_back(redshift, lake):
     assert rows(redshift) == before
 
 
-def test_a_missing_lake_file_is_named(redshift, lake):
-    with pytest.raises(WarehouseLoadError, match=r"not in the lake: s3://.*/lake/deduped/session=2024-01-02/part-0.parquet"):
+def test_a_missing_lake_table_is_named(redshift, lake):
+    with pytest.raises(WarehouseLoadError, match=r"not in the lake: the Delta table s3://.*/lake/deduped holds no file for the window"):
         redshift.replace_window("prices", bars(JAN), JAN[0], JAN[-1], lake_prefix="lake/deduped")
 
 
-def test_tables_without_ts_are_staged_with_their_session(redshift, lake):
+def test_a_table_loads_from_its_lake_table_or_else_a_staging_file(redshift, lake):
     report = evaluate(RULES, bars(JAN, faults=("zeros",)), JAN, "deduped_prices")
+    layout.write_sessions(lake, "lake/dq_report", report, JAN)
     redshift.replace_window("dq_report", report, JAN[0], JAN[-1], lake_prefix="lake/dq_report")
+    assert lake.list_files("warehouse/staging") == []  # the lake's own files
+    assert rows(redshift, "dq_report") == as_rows(report)
+    redshift.replace_window("dq_report", report, JAN[0], JAN[-1])  # rows the lake does not hold: staged
     assert lake.list_files("warehouse/staging/dq_report") == [f"warehouse/staging/dq_report/{JAN[0]}_{JAN[-1]}.parquet"]
     assert rows(redshift, "dq_report") == as_rows(report)
     failing = report.filter(pc.invert(report["passed"])).drop_columns(["passed"])

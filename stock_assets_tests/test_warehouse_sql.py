@@ -60,19 +60,20 @@ def test_a_new_column_is_added_and_the_views_reading_the_table_rebuilt():
 
 
 def test_the_redshift_copy_reads_exactly_the_manifest():
-    files = SCHEMA.remove(1)  # the lake's Parquet files carry no session column
+    files = SCHEMA  # the lake's Delta data files carry session (their month is in the path)
     assert redshift.copy_statements("prices", files, MANIFEST, ROLE) == [
-        ('CREATE TEMP TABLE "prices_stage" ("symbol" VARCHAR(256), "ts" TIMESTAMPTZ, "close" DOUBLE PRECISION, '
+        ('CREATE TEMP TABLE "prices_stage" ("symbol" VARCHAR(256), "session" DATE, "ts" TIMESTAMPTZ, "close" DOUBLE PRECISION, '
         '"volume" BIGINT, "passed" BOOLEAN, "sample" VARCHAR(65535))'),
         f"COPY \"prices_stage\" FROM '{MANIFEST}' IAM_ROLE '{ROLE}' FORMAT AS PARQUET MANIFEST",
     ]
     assert ddl.window_delete_sql("prices", dt.date(2024, 1, 2), dt.date(2024, 1, 31)) == (
         "DELETE FROM \"prices\" WHERE session BETWEEN DATE '2024-01-02' AND DATE '2024-01-31'"
     )
-    assert redshift.insert_sql("prices", files.names, redshift.NEW_YORK_SESSION) == (
-        'INSERT INTO "prices" ("symbol", "ts", "close", "volume", "passed", "sample", session) '
-        "SELECT \"symbol\", \"ts\", \"close\", \"volume\", \"passed\", \"sample\", "
-        "CAST(ts AT TIME ZONE 'America/New_York' AS DATE) FROM \"prices_stage\""
+    # A file holds its month: the insert takes the window's sessions only.
+    assert redshift.insert_sql("prices", files.names, "session BETWEEN '2024-01-02' AND '2024-01-31'") == (
+        'INSERT INTO "prices" ("symbol", "session", "ts", "close", "volume", "passed", "sample") '
+        'SELECT "symbol", "session", "ts", "close", "volume", "passed", "sample" FROM "prices_stage" '
+        "WHERE session BETWEEN '2024-01-02' AND '2024-01-31'"
     )
 
 
@@ -82,7 +83,7 @@ def test_the_copy_refuses_anything_but_a_role_arn():
 
 
 def test_the_manifest_lists_each_object_with_its_length():
-    entries = [("s3://lake/p/lake/deduped/session=2024-01-02/part-0.parquet", 4242)]
+    entries = [("s3://lake/p/lake/deduped/month=2024-01/part-00000-1f0e-c000.zstd.parquet", 4242)]
     assert json.loads(redshift.manifest_json(entries)) == {"entries": [
         {"url": entries[0][0], "mandatory": True, "meta": {"content_length": 4242}},
     ]}

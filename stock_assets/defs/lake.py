@@ -1,4 +1,4 @@
-"""Lake: typed Parquet by session (lake_parquet), then one bar per key (deduped_prices)."""
+"""Lake: every landed bar typed in a Delta table (lake_parquet), then one bar per key (deduped_prices)."""
 
 import dagster as dg
 import pyarrow as pa
@@ -16,10 +16,10 @@ def build(settings: Settings) -> dg.Definitions:
         io_manager_key="lake_io_manager",
         metadata={"lake_path": "lake/prices"},
         group_name="lake",
-        kinds={"parquet"},
+        kinds={"deltalake"},
     )
     def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg.Output[pa.Table]:
-        """Every landed bar, typed, zstd Parquet, Hive-partitioned by session (lake/prices/session=…)."""
+        """Every landed bar, typed, in the Delta table lake/prices (partitioned by month)."""
         return dg.Output(landing_csv, metadata=table_metadata(context, landing_csv, window_sessions(context)))
 
     @dg.asset(
@@ -27,10 +27,10 @@ def build(settings: Settings) -> dg.Definitions:
         io_manager_key="lake_io_manager",
         metadata={"lake_path": "lake/deduped"},
         group_name="lake",
-        kinds={"parquet", "duckdb"},
+        kinds={"deltalake", "duckdb"},
     )
     def deduped_prices(context: dg.AssetExecutionContext, lake_parquet: pa.Table) -> dg.Output[pa.Table]:
-        """One bar per (symbol, interval, ts): the latest ingestion wins (lake/deduped/session=…)."""
+        """One bar per (symbol, interval, ts): the latest ingestion wins (Delta table lake/deduped)."""
         deduped = dedupe_latest(lake_parquet)
         metadata = table_metadata(context, deduped, window_sessions(context)) | {"duplicates_dropped": lake_parquet.num_rows - deduped.num_rows}
         return dg.Output(deduped, metadata=metadata)

@@ -71,7 +71,7 @@ def build(settings: Settings) -> dg.Definitions:
         io_manager_key="warehouse_io_manager",
         metadata={"warehouse_table": "dq_report", "lake_path": "lake/dq_report"},
         group_name="quality",
-        kinds={warehouse_kind(settings), "parquet"},
+        kinds={warehouse_kind(settings), "deltalake"},
         check_specs=[dg.AssetCheckSpec(name, asset="dq_report", description=text, blocking=severity == "ERROR") for name, text, severity in CHECKS],
     )
     def dq_report(

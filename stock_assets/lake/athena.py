@@ -1,5 +1,7 @@
-"""Athena DDL for the lake, generated from the Arrow schemas: external tables over the Hive
-layout with partition projection on `session`, so no crawler or MSCK REPAIR is needed.
+"""Athena DDL for the lake's Delta tables: Athena reads Delta Lake natively (the schema and the
+files of the current version come from the table's _delta_log), so a table is its location and
+`'table_type' = 'DELTA'`: no column list to keep in step, no crawler, no MSCK REPAIR. Each
+statement lists the table's columns in a comment, from the Arrow schemas.
 
     python -m stock_assets.lake.athena s3://bucket/prefix > lake_tables.sql
 """
@@ -12,14 +14,6 @@ from stock_assets.schema import BAR_SCHEMA
 from stock_assets.transforms.indicators import INDICATOR_SCHEMA
 from stock_assets.transforms.quality import DQ_SCHEMA
 
-ATHENA_TYPES = {
-    pa.string(): "string",
-    pa.date32(): "date",
-    pa.timestamp("us", tz="UTC"): "timestamp",
-    pa.float64(): "double",
-    pa.int64(): "bigint",
-    pa.bool_(): "boolean",
-}
 # Athena table -> (lake prefix, schema)
 TABLES = {
     "prices": ("lake/deduped", BAR_SCHEMA),
@@ -29,24 +23,12 @@ TABLES = {
 }
 
 
-def table_ddl(name: str, location: str, schema: pa.Schema, first_session: str = "2000-01-03") -> str:
-    columns = ",\n".join(f"  `{f.name}` {ATHENA_TYPES[f.type]}" for f in schema if f.name != "session")
-    return f"""CREATE EXTERNAL TABLE IF NOT EXISTS {name} (
-{columns}
-)
-PARTITIONED BY (`session` date)
-STORED AS PARQUET
+def table_ddl(name: str, location: str, schema: pa.Schema) -> str:
+    columns = ", ".join(f.name for f in schema)
+    return f"""-- {name}: {columns}; partitioned by month (YYYY-MM of session)
+CREATE EXTERNAL TABLE IF NOT EXISTS {name}
 LOCATION '{location}/'
-TBLPROPERTIES (
-  'projection.enabled' = 'true',
-  'projection.session.type' = 'date',
-  'projection.session.format' = 'yyyy-MM-dd',
-  'projection.session.range' = '{first_session},NOW',
-  'projection.session.interval' = '1',
-  'projection.session.interval.unit' = 'DAYS',
-  'storage.location.template' = '{location}/session=${{session}}/',
-  'parquet.compression' = 'ZSTD'
-);
+TBLPROPERTIES ('table_type' = 'DELTA');
 """
 
 

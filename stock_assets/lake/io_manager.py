@@ -1,7 +1,7 @@
 """The lake's IO manager: one class for every lake asset, local folder or S3 alike.
 
 An asset names its place in the lake with `metadata={"lake_path": ...}`: "raw" and
-"landing" have layouts of their own, anything else is Hive-partitioned Parquet. Outputs
+"landing" have layouts of their own, anything else is a Delta table (lake/delta.py). Outputs
 and inputs span the run's whole partition window (single-run backfills).
 
 Within one run the landing or Parquet window an asset just wrote is also handed to the steps
@@ -93,9 +93,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         where = context.definition_metadata["lake_path"]
         storage = self.lake.storage()
         paths = store_window(self._handoff, storage, where, obj, _sessions(context))
-        context.add_output_metadata(
-            {"files_written": len(paths), "lake_location": dg.MetadataValue.path(storage.uri(where))}
-        )
+        written = {"files_written": len(paths)} if where in ("raw", "landing") else {"delta_version": int(paths[0].rsplit("@v", 1)[1])}
+        context.add_output_metadata(written | {"lake_location": dg.MetadataValue.path(storage.uri(where))})
 
     def load_input(self, context: dg.InputContext):
         where = context.upstream_output.definition_metadata["lake_path"]

@@ -5,10 +5,10 @@
     landing/<session>/ext-<digest>.csv                                      rows of a file dropped in landing/incoming/
     landing/<session>/_<file>.json                                          what was written: rows, bytes, SHA-256
     quarantine/<name> + <name>.reason.txt                                   rows set aside, and why
-    lake/<table>/session=<session>/part-0.parquet                           Hive-partitioned Parquet
+    lake/<table>/ (_delta_log/, month=<YYYY-MM>/*.parquet)                  Delta tables (lake/delta.py)
 
-Writing a window replaces what the window held before (idempotent re-runs); every file
-is written atomically by LakeStorage.
+Writing a window replaces what the window held before (idempotent re-runs): landing and raw
+files are each written atomically by LakeStorage, a Delta table's window in one commit.
 """
 
 import contextlib
@@ -20,9 +20,8 @@ import logging
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
+from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
@@ -31,7 +30,7 @@ from stock_assets.seed_csv import LandingFormatError, from_landing_csv, landing_
 log = logging.getLogger("stock_assets.lake")
 STAMP = "%Y%m%dT%H%M%S%fZ"
 QUARANTINE = "quarantine"
-SORT_COLUMNS = ("session", "symbol", "interval", "ts", "check_name", "ingested_at")
+SORT_COLUMNS = delta.SORT_COLUMNS
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -152,6 +151,11 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     return [path for path in storage.map(write, sessions) if path], _window(by_session, sessions)
 
 
+def _window(by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> pa.Table:
+    kept = [by_session[s] for s in sessions if s in by_session]
+    return conform(pa.concat_tables(kept)) if kept else BAR_SCHEMA.empty_table()
+
+
 def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
     """Every landing CSV in the window's folders, ours and dropped ones, in session order."""
     found = storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions)
@@ -224,68 +228,18 @@ def landing_record_rows(storage: LakeStorage, sessions: list[dt.date]) -> int:
     return sum(json.loads(storage.read_bytes(r))["rows"] for r in records)
 
 
-# --- Hive-partitioned Parquet --------------------------------------------------------------
-
-def session_path(prefix: str, session: dt.date) -> str:
-    return f"{prefix}/session={session}/part-0.parquet"
-
+# --- typed layers: Delta tables (stock_assets.lake.delta) ---------------------------------
 
 def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
-    """One Parquet file per session of the window; the session lives in the path only."""
-    return write_split(storage, prefix, split_by_session(table), sessions)
-
-
-def write_split(storage: LakeStorage, prefix: str, by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> list[str]:
-    """write_sessions for a table already split (split_by_session)."""
-    storage.clean_temporary()
-
-    def write(session: dt.date) -> str | None:
-        path, rows = session_path(prefix, session), by_session.get(session)
-        if rows is not None:
-            storage.write_parquet(path, rows.drop_columns(["session"]))
-        _replace_folder(storage, f"{prefix}/session={session}", keep=path if rows is not None else None)
-        return path if rows is not None else None
-
-    return [path for path in storage.map(write, sessions) if path]
+    """Replace the window's sessions of the Delta table at `prefix` in one commit; [its URI@version]."""
+    return [f"{storage.uri(prefix)}@v{delta.write_window(storage, prefix, table, sessions)}"]
 
 
 def write_and_keep(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
-    """write_sessions, and the window as read_sessions will return it (bars): the sessions in
-    order, each as its file holds it."""
-    by_session = split_by_session(table)
-    return write_split(storage, prefix, by_session, sessions), _window(by_session, sessions)
-
-
-def _window(by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> pa.Table:
-    kept = [by_session[s] for s in sessions if s in by_session]
-    return conform(pa.concat_tables(kept)) if kept else BAR_SCHEMA.empty_table()
-
-
-def copy_sessions(storage: LakeStorage, prefix: str, to: str, sessions: list[dt.date]) -> tuple[list[str], int]:
-    """The window's files under `prefix` copied byte for byte under `to`: (paths written, rows)."""
-    paths = [storage.path(session_path(prefix, s)) for s in sessions]
-    found = [storage.relative(i.path) for i in storage.fs.get_file_info(paths) if i.type == pafs.FileType.File]
-
-    def copy(path: str) -> tuple[str, int]:
-        target = to + path[len(prefix):]
-        storage.copy(path, target)
-        return target, storage.parquet_rows(target)
-
-    copied = storage.map(copy, found)
-    return [target for target, _ in copied], sum(rows for _, rows in copied)
+    """write_sessions, and the window as read_sessions will return it."""
+    return write_sessions(storage, prefix, table, sessions), conform(delta.sort_rows(delta.in_window(table, sessions)))
 
 
 def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA) -> pa.Table:
-    """The window's rows, with `session` restored from the path; `schema=None` keeps the file's."""
-    paths = [storage.path(session_path(prefix, s)) for s in sessions]
-    found = [i.path for i in storage.fs.get_file_info(paths) if i.type == pafs.FileType.File]
-    if not found:
-        return (schema or pa.schema([("session", pa.date32())])).empty_table()
-    dataset = ds.dataset(
-        found,
-        filesystem=storage.fs,
-        format="parquet",
-        partitioning=ds.partitioning(pa.schema([("session", pa.date32())]), flavor="hive"),
-        partition_base_dir=storage.path(prefix),
-    )
-    return conform(dataset.to_table(), schema) if schema else dataset.to_table()
+    """The window's rows of the Delta table at `prefix`; `schema=None` keeps the table's own."""
+    return delta.read_window(storage, prefix, sessions, schema)

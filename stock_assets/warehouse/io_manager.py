@@ -1,7 +1,7 @@
 """The warehouse IO manager: an asset's table replaces its partition window in one transaction.
 
 `metadata={"warehouse_table": ...}` names the table. An optional `lake_path` also keeps the
-output in the lake as Hive-partitioned Parquet (dq_report, indicators); `lake_source` says
+output in the lake as a Delta table (dq_report, indicators); `lake_source` says
 where the lake already holds the asset's rows (redshift_table: lake/deduped). Redshift COPYs
 from those files; the lake is written first so that they exist when it does. With
 `log_loads`, every replaced session is also recorded in `<table>_loads` (rows, when, which

@@ -232,7 +232,7 @@ class PostgresWarehouse:
     def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None = None) -> int:
         """Make `table` hold exactly `data` for sessions first..last; returns rows inserted.
 
-        `lake_prefix`: where the lake already holds these rows as Hive-partitioned Parquet
+        `lake_prefix`: the lake's Delta table that already holds these rows
         (only Redshift uses it: it loads from S3, not from this process)."""
         check_window(table, data, first, last)
         con = self.load_connection()

@@ -2,20 +2,19 @@
 
     CREATE TEMP TABLE <t>_stage (<the Parquet files' columns>)
     COPY <t>_stage FROM 's3://…/<first>_<last>.manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST
-    check: rows per session in staging = rows per session the asset returned
+    check: rows per session of the window in staging = rows per session the asset returned
     DELETE FROM <t> WHERE session BETWEEN …            (ddl.window_delete_sql, shared)
-    INSERT INTO <t> (…, session) SELECT …, <session> FROM <t>_stage
+    INSERT INTO <t> (…) SELECT … FROM <t>_stage WHERE session BETWEEN …
     COMMIT
 
 Which files:
-- With `lake_prefix` and a `ts` column (prices from lake/deduped, indicators): the lake's own
-  file per session, listed in a manifest. They lack `session` (it lives in the Hive path) and
-  a Parquet COPY maps file columns to table columns by position, with no per-file constant,
-  so the insert derives session from ts — by definition the bar's New York date. That is one
-  COPY per window, where a COPY per session would pay COPY's fixed cost 2,500 times in a
-  10-year backfill; the per-session count check catches any bar whose ts disagrees.
-- Otherwise (dq_report has no ts): the Arrow table, session included, written as one Parquet
-  object under warehouse/staging/ and COPYed the same way. Small tables only take this path.
+- With `lake_prefix` (prices from lake/deduped, indicators, dq_report): the current version's
+  data files of the lake's Delta table that hold the window (lake/delta.py window_files), listed
+  in a manifest: one COPY per window. A file holds a month, so it may hold sessions outside the
+  window: the insert takes the window's only, and the per-session count check catches any file
+  that disagrees with the rows the asset returned.
+- Otherwise: the Arrow table written as one Parquet object under warehouse/staging/ and COPYed
+  the same way.
 Manifests stay in the lake (warehouse/manifests/<table>/<first>_<last>.manifest): the record of
 what each window's last load read.
 
@@ -30,16 +29,14 @@ import re
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from stock_assets.lake import layout
+from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.warehouse.common import load_error, quote
 from stock_assets.warehouse.ddl import column_ddl
 from stock_assets.warehouse.postgres import PostgresWarehouse
 
-NEW_YORK_SESSION = "CAST(ts AT TIME ZONE 'America/New_York' AS DATE)"
 IAM_ROLE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 
 
@@ -60,12 +57,9 @@ def copy_statements(table: str, file_schema: pa.Schema, manifest_uri: str, iam_r
     return [stage_sql(table, file_schema), copy]
 
 
-def insert_sql(table: str, file_columns: list[str], session_sql: str) -> str:
-    columns = ", ".join(quote(c) for c in file_columns if c != "session")
-    return (
-        f"INSERT INTO {quote(table)} ({columns}, session) "
-        f"SELECT {columns}, {session_sql} FROM {quote(table + '_stage')}"
-    )
+def insert_sql(table: str, file_columns: list[str], where: str = "TRUE") -> str:
+    columns = ", ".join(quote(c) for c in file_columns)
+    return f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM {quote(table + '_stage')} WHERE {where}"
 
 
 def sessions_of(data: pa.Table) -> list[tuple[dt.date, int]]:
@@ -91,21 +85,21 @@ class RedshiftWarehouse(PostgresWarehouse):
         queries only)."""
         return self.connect()
 
-    def _files(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None):
-        """(relative paths to COPY, the SQL that gives each row its session)."""
-        if lake_prefix and "ts" in data.column_names:
-            return [layout.session_path(lake_prefix, s) for s, _ in sessions_of(data)], NEW_YORK_SESSION
+    def _files(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None) -> list[tuple[str, int]]:
+        """(URI, size) of the Parquet files to COPY: the lake table's files that hold the window
+        (they may hold other sessions of its months too: the insert takes the window's only), or
+        the rows written as one staging file."""
+        if lake_prefix:
+            if entries := delta.window_files(self.lake, lake_prefix, first, last):
+                return entries
+            raise load_error(table, first, last, f"not in the lake: the Delta table {self.lake.uri(lake_prefix)} holds no file for the window")
         path = f"warehouse/staging/{table}/{first}_{last}.parquet"
         self.lake.write_parquet(path, data)
-        return [path], "session"
+        return [(self.lake.uri(path), self.lake.fs.get_file_info(self.lake.path(path)).size)]
 
-    def _manifest(self, table: str, paths: list[str], first: dt.date, last: dt.date) -> str:
-        infos = self.lake.fs.get_file_info([self.lake.path(p) for p in paths])
-        missing = [p for p, i in zip(paths, infos) if i.type != pafs.FileType.File]
-        if missing:
-            raise load_error(table, first, last, f"not in the lake: {', '.join(self.lake.uri(p) for p in missing)}")
+    def _manifest(self, table: str, entries: list[tuple[str, int]], first: dt.date, last: dt.date) -> str:
         relpath = f"warehouse/manifests/{table}/{first}_{last}.manifest"
-        self.lake.write_bytes(relpath, manifest_json([(self.lake.uri(p), i.size) for p, i in zip(paths, infos)]))
+        self.lake.write_bytes(relpath, manifest_json(entries))
         return self.lake.uri(relpath)
 
     def _copy(self, cur, statement: str) -> None:  # the one statement PostgreSQL cannot stand in for
@@ -117,16 +111,17 @@ class RedshiftWarehouse(PostgresWarehouse):
                              "(STOCK_ASSETS_LAKE_URL) and STOCK_ASSETS_REDSHIFT_IAM_ROLE")
         if not data.num_rows:
             cur.execute(stage_sql(table, data.schema))
-            return insert_sql(table, data.column_names, "session")
-        paths, session_sql = self._files(table, data, first, last, lake_prefix)
-        manifest = self._manifest(table, paths, first, last)
-        file_schema = pq.read_schema(self.lake.path(paths[0]), filesystem=self.lake.fs)
+            return insert_sql(table, data.column_names)
+        entries = self._files(table, data, first, last, lake_prefix)
+        manifest = self._manifest(table, entries, first, last)
+        file_schema = pq.read_schema(entries[0][0].removeprefix("s3://"), filesystem=self.lake.fs)
         create, copy = copy_statements(table, file_schema, manifest, self.iam_role)
         cur.execute(create)
         self._copy(cur, copy)
-        cur.execute(f"SELECT {session_sql}, count(*) FROM {quote(table + '_stage')} GROUP BY 1 ORDER BY 1")
+        window = f"session BETWEEN '{first}' AND '{last}'"
+        cur.execute(f"SELECT session, count(*) FROM {quote(table + '_stage')} WHERE {window} GROUP BY 1 ORDER BY 1")
         staged, expected = dict(cur.fetchall()), dict(sessions_of(data))
         if differ := sorted(s for s in staged.keys() | expected.keys() if staged.get(s) != expected.get(s)):
             detail = "; ".join(f"{s}: {staged.get(s, 0)} staged, {expected.get(s, 0)} expected" for s in differ[:3])
             raise load_error(table, first, last, f"the lake's files disagree with the asset's rows per session ({detail})")
-        return insert_sql(table, file_schema.names, session_sql)
+        return insert_sql(table, file_schema.names, window)

@@ -1,0 +1,164 @@
+"""The lake's typed layers (lake/prices, lake/deduped, lake/dq_report, lake/indicators) as Delta
+tables (delta-rs: no JVM, Arrow in and out), on a local folder or S3 with the same code.
+
+- Partitioned by `month` (YYYY-MM of the session): after compaction one file per month, a few
+  MB for hundreds of symbols' daily bars; a window rewrite touches only its months' files.
+- Writing a window is ONE commit that replaces exactly the window's sessions (`predicate` on
+  `session`): a re-run is idempotent, and a writer killed before its commit leaves the previous
+  version whole (its data files are referenced by no version; vacuum removes them).
+- Every commit is a version: `read_window(..., version=N)` reads a table as it was, which is
+  what a published snapshot records.
+- On S3, concurrent writers of one table commit through conditional puts (`conditional_put:
+  etag`): a commit never overwrites another's. delta-rs retries a commit that lost the race
+  when the two touch different sessions; one that still fails (two runs creating the table at
+  once) is written again from the new version.
+"""
+
+import datetime as dt
+import os
+import uuid
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
+
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.schema import BAR_SCHEMA, conform
+
+PARTITION = "month"
+SORT_COLUMNS = ("session", "symbol", "interval", "ts", "check_name", "ingested_at")
+WRITER = WriterProperties(compression="ZSTD")
+
+
+def storage_options(storage: LakeStorage) -> dict[str, str]:
+    """delta-rs's options for the lake: on S3 the endpoint and region the rest of the lake uses
+    (credentials come from the AWS environment, as for pyarrow), and conditional puts."""
+    if storage.is_local:
+        return {}
+    options = {"conditional_put": "etag"}
+    if endpoint := os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if urlparse(endpoint).scheme == "http":
+            options["AWS_ALLOW_HTTP"] = "true"
+    if region := os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"):
+        options["AWS_REGION"] = region
+    return options
+
+
+def table_uri(storage: LakeStorage, prefix: str) -> str:
+    return storage.uri(prefix)
+
+
+def open_table(storage: LakeStorage, prefix: str, version: int | dt.datetime | None = None) -> DeltaTable | None:
+    """The table (as of a version number or a moment, when given), or None if never written."""
+    uri, options = table_uri(storage, prefix), storage_options(storage)
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return None
+    table = DeltaTable(uri, storage_options=options)
+    if version is not None:
+        table.load_as_version(version)
+    return table
+
+
+def _months(sessions: list[dt.date]) -> list[str]:
+    return sorted({f"{s:%Y-%m}" for s in sessions})
+
+
+def in_window(table: pa.Table, sessions: list[dt.date]) -> pa.Table:
+    return table.filter(pc.field("session").isin(pa.array(sorted(set(sessions)), pa.date32())))
+
+
+def sort_rows(table: pa.Table) -> pa.Table:
+    """Rows in one order whatever files they came from: equal data, equal tables."""
+    return table.sort_by([(c, "ascending") for c in SORT_COLUMNS if c in table.column_names])
+
+
+# A commit that lost to another writer's (two runs creating the table, or a conflicting window)
+# is tried again from the new version: a window replace is idempotent.
+@retry(retry=retry_if_exception_type(CommitFailedError), stop=stop_after_attempt(8), wait=wait_random(0.05, 0.5), reraise=True)
+def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> int:
+    """Make the table hold exactly `table`'s rows for sessions first..last, in one commit;
+    returns the new version. Rows outside the window are not written (as a window replace,
+    nothing else of the table may change)."""
+    first, last, token = min(sessions), max(sessions), uuid.uuid4().hex
+    data = sort_rows(in_window(table, sessions))
+    month = pc.strftime(data["session"].cast(pa.timestamp("s")), "%Y-%m") if data.num_rows else pa.array([], pa.string())
+    data = data.append_column(PARTITION, month)
+    write_deltalake(
+        table_uri(storage, prefix), data, mode="overwrite", partition_by=[PARTITION],
+        predicate=f"session >= '{first}' AND session <= '{last}'", storage_options=storage_options(storage),
+        writer_properties=WRITER, commit_properties=CommitProperties(custom_metadata={"stock_assets.write": token}),
+    )  # fmt: skip
+    return committed_version(storage, prefix, token)
+
+
+def committed_version(storage: LakeStorage, prefix: str, token: str) -> int:
+    """The version whose commit carries `token`: this writer's, not the newest (another writer
+    may have committed since). Read from the log's own file names, newest first."""
+    names = (p for p in storage.list_files(f"{prefix}/_delta_log") if p.rsplit("/", 1)[1].removesuffix(".json").isdigit())
+    commits = sorted(names, reverse=True)
+    for path in commits[:100]:
+        if token.encode() in storage.read_bytes(path):
+            return int(path.rsplit("/", 1)[1].removesuffix(".json"))
+    raise RuntimeError(f"{storage.uri(prefix)}: the commit just written ({token}) is not in the table's log")
+
+
+def read_window(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA,
+                version: int | dt.datetime | None = None) -> pa.Table:  # fmt: skip
+    """The window's rows in SORT_COLUMNS order; `schema=None` keeps the table's own."""
+    table = open_table(storage, prefix, version) if sessions else None
+    if table is None:
+        return (schema or pa.schema([("session", pa.date32())])).empty_table()
+    wanted = pc.field("session").isin(pa.array(sorted(set(sessions)), pa.date32()))
+    rows = table.to_pyarrow_dataset().to_table(filter=pc.field(PARTITION).isin(_months(sessions)) & wanted)
+    rows = sort_rows(rows.drop_columns([PARTITION]))
+    return conform(rows, schema) if schema else rows
+
+
+def window_files(storage: LakeStorage, prefix: str, first: dt.date, last: dt.date) -> list[tuple[str, int]]:
+    """(URI, size) of the current version's data files that may hold sessions first..last (by
+    their month and, where the table keeps them, their min/max statistics)."""
+    table = open_table(storage, prefix)
+    if table is None:
+        return []
+    actions = pa.table(table.get_add_actions(flatten=True))
+    months = set(_months([first, last]) + _months([first + dt.timedelta(days=d) for d in range((last - first).days + 1)]))
+    files = []
+    for row in actions.to_pylist():
+        if row.get(f"partition.{PARTITION}") not in months:
+            continue
+        low, high = row.get("min.session"), row.get("max.session")
+        if low is not None and high is not None and (high < first or low > last):
+            continue
+        files.append((f"{table.table_uri.rstrip('/')}/{row['path']}", row["size_bytes"]))
+    return files
+
+
+def current_files(storage: LakeStorage, prefix: str) -> list[str]:
+    """The data files the table's current version reads, relative to the table, sorted."""
+    table = open_table(storage, prefix)
+    return sorted(pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()) if table is not None else []
+
+
+def maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta) -> dict:
+    """Compact small files (one per month per table) and delete the files no version newer than
+    `retention` needs. Versions older than the retention can no longer be read."""
+    table = open_table(storage, prefix)
+    if table is None:
+        return {"table": prefix, "skipped": "never written"}
+    compacted = table.optimize.compact(writer_properties=WRITER)
+    removed = table.vacuum(retention_hours=max(0, int(retention.total_seconds() // 3600)), enforce_retention_duration=False, dry_run=False)
+    table.update_incremental()
+    return {"table": prefix, "version": table.version(), "files": len(current_files(storage, prefix)),
+            "files_compacted": compacted.get("numFilesRemoved", 0), "files_added": compacted.get("numFilesAdded", 0),
+            "files_vacuumed": len(removed)}  # fmt: skip
+
+
+def dataset(storage: LakeStorage, prefix: str, version: int | dt.datetime | None = None) -> ds.Dataset | None:
+    """The table as a pyarrow dataset (for DuckDB or pandas), as of `version` when given."""
+    table = open_table(storage, prefix, version)
+    return table.to_pyarrow_dataset() if table is not None else None

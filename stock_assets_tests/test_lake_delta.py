@@ -1,0 +1,66 @@
+"""The lake's Delta tables: windows written as single commits, read "as of" a version or a
+moment, compacted to one file per month without losing a row, and vacuumed without losing the
+published production version."""
+
+import datetime as dt
+import json
+import time
+
+import pyarrow as pa
+import pytest
+
+from stock_assets.defs.maintenance import maintain_lake
+from stock_assets.lake import delta, layout
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.partitions import sessions_between
+
+SESSIONS = sessions_between("2015-01-02", "2024-01-02", "2024-02-29")  # two months, 41 sessions
+
+
+def bars(sessions: list[dt.date], close: float) -> pa.Table:
+    return pa.table({"symbol": ["A", "B"] * len(sessions), "session": pa.array([s for s in sessions for _ in "AB"], pa.date32()),
+                     "close": [close] * 2 * len(sessions)})  # fmt: skip
+
+
+def daily_runs(lake: LakeStorage) -> None:
+    """As the schedule does: one session a run, one commit (and one small file) each."""
+    for session in SESSIONS:
+        layout.write_sessions(lake, "lake/deduped", bars([session], 1.0), [session])
+
+
+def test_daily_runs_compact_to_one_file_per_month_and_keep_every_row(tmp_path):
+    lake = LakeStorage(str(tmp_path / "lake"))
+    daily_runs(lake)
+    before = delta.read_window(lake, "lake/deduped", SESSIONS, schema=None)
+    assert before.num_rows == 82 and len(delta.current_files(lake, "lake/deduped")) == 41
+    reports = {r["table"]: r for r in maintain_lake(lake, 0, dt.datetime.now(dt.UTC))}
+    report = reports.pop("lake/deduped")
+    assert report["files"] == 2 and report["files_compacted"] == 41
+    assert [p.split("/")[0] for p in delta.current_files(lake, "lake/deduped")] == ["month=2024-01", "month=2024-02"]
+    assert delta.read_window(lake, "lake/deduped", SESSIONS, schema=None).equals(before)
+    assert report["files_vacuumed"] == 41  # no version within the retention needs the small files
+    on_disk = [p.split("lake/deduped/")[1] for p in lake.list_files("lake/deduped") if p.endswith(".parquet")]
+    assert sorted(on_disk) == delta.current_files(lake, "lake/deduped")
+    assert [r["skipped"] for r in reports.values()] == ["never written"] * 3  # the tables no run wrote yet
+
+
+def test_as_of_a_version_or_a_moment_and_the_production_version_survives_vacuum(tmp_path):
+    lake = LakeStorage(str(tmp_path / "lake"))
+    first = layout.write_sessions(lake, "lake/deduped", bars(SESSIONS, 1.0), SESSIONS)
+    trained_on = dt.datetime.now(dt.UTC)
+    time.sleep(0.05)
+    layout.write_sessions(lake, "lake/deduped", bars(SESSIONS, 2.0), SESSIONS)  # a later correction
+    assert first == [f"{lake.uri('lake/deduped')}@v0"]
+    closes = lambda version: set(delta.read_window(lake, "lake/deduped", SESSIONS, schema=None, version=version)["close"].to_pylist())
+    assert closes(None) == {2.0} and closes(0) == {1.0} and closes(trained_on) == {1.0}
+
+    table = delta.open_table(lake, "lake/deduped", 0)
+    written = dt.datetime.fromtimestamp(table.history(1)[0]["timestamp"] / 1000, dt.UTC)
+    lake.write_bytes("published/LATEST", json.dumps({"table": lake.uri("lake/deduped"), "version": 0, "version_written_at": written.isoformat()}).encode())
+    maintain_lake(lake, 0, dt.datetime.now(dt.UTC) + dt.timedelta(days=90))  # a retention of 0 days, 90 days on
+    assert closes(0) == {1.0}  # the production version still reads as it was
+    lake.delete("published/LATEST")
+    maintain_lake(lake, 0, dt.datetime.now(dt.UTC) + dt.timedelta(days=90))
+    assert closes(None) == {2.0}
+    with pytest.raises(OSError):  # without a production version to keep, the old one's files are gone
+        closes(0)
