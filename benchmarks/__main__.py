@@ -1,9 +1,12 @@
-"""`python -m benchmarks [item ...]` (`make bench`): the seven measurements, a table
+"""`python -m benchmarks [item ...]` (`make bench`): the eight measurements, a table
 on stdout, everything in benchmarks/results/latest.json.
 
     BENCH_SCALE=0.05 python -m benchmarks              # every size x 0.05: a quick check
     python -m benchmarks backfill incremental          # some items only
     BENCH_REPEATS=5                                    # repeats where a median is taken (3)
+
+Item 8 (peers) runs when benchmarks/.peers-venv exists (`make bench-peers` creates it) and
+prints a table of its own; without it, the item says how to get it.
 
 No timing is asserted anywhere: misses are reported, not raised.
 """
@@ -16,9 +19,10 @@ from pathlib import Path
 
 from benchmarks import backfill, datapath, incremental, indicators, intraday, loader, overhead
 from benchmarks.common import REPEATS, SCALE, new_home, remove_home, scaled, universe
-from benchmarks.report import table, write_json
+from benchmarks.peers import run as peers
+from benchmarks.report import peers_table, table, write_json
 
-ITEMS = ("datapath", "backfill", "incremental", "overhead", "loader", "indicators", "intraday")
+ITEMS = ("datapath", "backfill", "incremental", "overhead", "loader", "indicators", "intraday", "peers")
 
 
 def run_datapath() -> dict:
@@ -46,6 +50,7 @@ def main(argv: list[str]) -> int:
         "loader": loader.run,
         "indicators": indicators.run,
         "intraday": intraday.run,
+        "peers": lambda: peers.run(results.get("backfill")),  # item 2's figures quoted when this run has them
     }
     results: dict = {}
     print(f"benchmarks: BENCH_SCALE={SCALE} repeats={REPEATS} items={','.join(chosen)}", file=sys.stderr)
@@ -65,6 +70,8 @@ def main(argv: list[str]) -> int:
             remove_home(Path(home))  # item 1's lake and warehouse, item 3's 10-year history
     path = write_json(results, started, time.perf_counter() - clock)
     print(table(results))
+    if "runs" in results.get("peers", {}):
+        print("\n" + peers_table(results["peers"]))
     scale_note = "" if SCALE == 1 else f"; BENCH_SCALE={SCALE}: the goals are for full size"
     print(f"\n{path} written, {time.perf_counter() - clock:.0f} s{scale_note}")
     return 0

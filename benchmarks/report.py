@@ -169,3 +169,116 @@ def write_json(results: dict, started: dt.datetime, wall_s: float) -> str:
     doc = {"started_at": started.isoformat(), "wall_s": wall_s, "machine": machine(), "results": results}
     path.write_text(json.dumps(doc, indent=2, default=str))
     return str(path.relative_to(ROOT))
+
+
+# --- item 8, peers: a row in the table above, and a table of its own -------------------------
+
+def rows_peers(r: dict) -> list[tuple]:
+    if "skipped" in r:
+        return [row("8", "peers (zipline, qlib, ArcticDB, pandas) on the same input", f"skipped: {r['skipped']}")]
+    out = [row("8", f"peers, the same CSV input: {r['symbols']} sym x {r['sessions']} sessions = {r['bars']:,} bars", "the peers table below")]
+    for name, run in r["runs"].items():
+        if "error" in run:
+            out.append(row("8", f"  {name}", f"ERROR {run['error'].splitlines()[0][:80]}", "", False))
+        else:
+            out.append(row("8", f"  {name}", f"ingest {seconds(run['ingest']['wall_s'])}, peak {mib(run['ingest']['peak_rss_mib'])}"))
+    return out
+
+
+ROWS["peers"] = rows_peers
+
+
+def latency(s: float) -> str:
+    if s < 0.01:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def size(n: float) -> str:
+    m = n / 2**20
+    return f"{m:,.1f} MiB" if m < 10 else f"{m:,.0f} MiB"
+
+
+def answers(q: dict, expected: dict) -> str:
+    """ok when both queries return the input's rows and sum of close (float32 and zipline's
+    thousandths allowed for: 1e-4 relative)."""
+    wrong = []
+    for name in ("symbol", "session"):
+        got, want = q[name], expected[name]
+        if got["rows"] != want["rows"]:
+            wrong.append(f"{name}: {got['rows']} rows, not {want['rows']}")
+        elif abs(got["close_sum"] - want["close_sum"]) > 1e-4 * abs(want["close_sum"]) + 1e-6:
+            wrong.append(f"{name}: close sum {got['close_sum']:.4f}, not {want['close_sum']:.4f}")
+    return "ok" if not wrong else "WRONG " + "; ".join(wrong)
+
+
+def peers_table(r: dict) -> str:
+    """Ingest wall, peak RSS, bytes on disk and the two query latencies of every run on the same input."""
+    header = ("store", "ingest wall (after imports)", "CPU", "peak RSS", "on disk", "1 sym x 10 y: first / warm",
+              f"all {r['symbols']} sym x 1 session: first / warm", "answers")
+    lines = []
+    for name, run in r["runs"].items():
+        if "error" in run:
+            lines.append((name, "ERROR (below)", "", "", "", "", "", ""))
+            continue
+        ingest, disk = run["ingest"], run["disk"]
+        total = disk["bytes"] + disk.get("warehouse", {}).get("bytes", 0)
+        first = True
+        for store, q in run["queries"].items():
+            label = run["label"] if first else f"  the same, queried from the {'DuckDB warehouse' if store == 'warehouse' else store}"
+            cells = (f"{seconds(ingest['wall_s'])} ({seconds(ingest['work_s'])})", seconds(ingest["cpu_s"]), mib(ingest["peak_rss_mib"]), size(total)) if first else (
+                "", "", "", size(disk["warehouse"]["bytes"]) if store == "warehouse" else "")
+            lines.append((label, *cells, f"{latency(q['symbol']['first_s'])} / {latency(q['symbol']['median_s'])}",
+                          f"{latency(q['session']['first_s'])} / {latency(q['session']['median_s'])}", answers(q, r["expected"])))
+            first = False
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    title = (f"Peers (item 8): the same input, {r['symbols']} symbols x {r['sessions']:,} sessions = {r['bars']:,} bars "
+             f"({r['input']['files']} CSV files, {size(r['input']['bytes'])})")
+    text = [title, fmt.format(*header), "-" * len(fmt.format(*header))]
+    text += [fmt.format(*line) for line in lines]
+    return "\n".join(text + [""] + [f"  {note}" for note in peers_notes(r)])
+
+
+def peers_notes(r: dict) -> list[str]:
+    notes = [
+        (f"Queries: {r['query_symbol']}'s {r['sessions']:,} bars; every symbol's bar of {r['query_session']}; open/high/low/close/volume. "
+         f"first: the first call in a fresh process once the store is open; warm: median of {r['repeats']} more."),
+        ("Ingest wall: the process from start to exit, its imports included; CPU: its user + system seconds (above the wall: more than one core); "
+         "peak RSS: the kernel's (wait4); on disk: allocated blocks (du), S3: object sizes."),
+    ]
+    opened = [f"{name} {latency(run['queries'][next(iter(run['queries']))]['open_s'])}" for name, run in r["runs"].items() if "queries" in run]
+    if opened:
+        notes.append("Opening the store before the first query: " + ", ".join(opened) + ".")
+    notes += [f"{name}: ERROR {run['error'].splitlines()[0][:300]}" for name, run in r["runs"].items() if "error" in run]
+    for name in ("ours", "ours_s3"):
+        run = r["runs"].get(name, {})
+        if "ingest" not in run:
+            continue
+        stages = ", ".join(f"{s['stage']} {s['seconds']:.2f}" for s in run["ingest"]["stages"])
+        layers = ", ".join(f"{k} {size(v['bytes'])} ({v['files']:,} files)" for k, v in run["disk"].get("layers", {}).items())
+        notes.append(f"{name}: {stages} s; the lake's layers: {run['ingest'].get('lake_layout', '?')}; on disk: {layers}, "
+                     f"warehouse {size(run['disk']['warehouse']['bytes'])}.")
+        failed = run["ingest"].get("checks_failed") or []
+        if failed:
+            notes.append(f"{name}: checks not passed: " + ", ".join(f"{f['check_name']} ({f['severity']}, {f['sessions']} sessions)" for f in failed) + ".")
+    b = r.get("backfill")
+    if b:
+        runs = ", ".join(f"{k} {seconds(v)}" for k, v in b.items() if k not in ("symbols", "sessions", "bars"))
+        notes.append(f"Orchestrated backfill (item 2 of this run): {b['symbols']} sym x {b['sessions']} sessions = {b['bars']:,} bars of the synthetic "
+                     f"provider, the whole graph in one run: {runs}. Not in the table: not this input.")
+    else:
+        notes.append("Orchestrated backfill: not in this run (item 2: `python -m benchmarks backfill peers`), and not in the table either way: "
+                     "item 2 runs the whole graph over 252 sessions of the synthetic provider, not these files.")
+    if "load_before" in r:
+        notes.append(f"Load average (1, 5, 15 min) on this {os.cpu_count()}-core machine: before {', '.join(f'{x:.1f}' for x in r['load_before'])}, "
+                     f"after {', '.join(f'{x:.1f}' for x in r['load_after'])}.")
+    env = r.get("environment", {})
+    versions = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+    notes.append(f"Peers' environment (benchmarks/.peers-venv): Python {env.get('python')}, {versions}.")
+    failed = env.get("install", {}).get("failed") or {}
+    if failed:
+        notes.append("Not installable here: " + "; ".join(f"{k} ({(v or ['?'])[-1][:80]})" for k, v in failed.items()) + ".")
+    notes.append("qlib: dump_bin.py is not in the pyqlib wheel and PyPI has no pyqlib sdist; benchmarks/peers/qlib_bin.py does its steps "
+                 "with qlib's storage classes (FileInstrumentStorage's writer is broken in 0.9.7: the instruments file as dump_bin writes it).")
+    return notes
