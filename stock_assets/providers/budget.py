@@ -63,8 +63,25 @@ class MemoryBudget:
         return "this process only"
 
 
+class StoredBudget:
+    """What the SQLite and PostgreSQL stores share: a connection of its own for every call."""
+
+    def check(self) -> None:
+        self._connect().close()
+
+    def take(self, provider: str, limit: int, day: dt.date) -> int | None:
+        """The request's number today, or None when the limit is reached (nothing changed)."""
+        if limit <= 0:
+            return None
+        con = self._connect()
+        try:
+            return self._take(con, provider, limit, day)
+        finally:
+            con.close()
+
+
 @dataclass
-class SQLiteBudget:
+class SQLiteBudget(StoredBudget):
     path: Path
     _ready: bool = field(default=False, repr=False)
 
@@ -83,13 +100,7 @@ class SQLiteBudget:
         except (OSError, sqlite3.Error) as err:
             raise BudgetStoreError(f"cannot open the provider budget {self.describe()} ({VARIABLE}): {err}") from None
 
-    def check(self) -> None:
-        self._connect().close()
-
-    def take(self, provider: str, limit: int, day: dt.date) -> int | None:
-        if limit <= 0:
-            return None
-        con = self._connect()
+    def _take(self, con: sqlite3.Connection, provider: str, limit: int, day: dt.date) -> int | None:
         try:
             con.execute("BEGIN IMMEDIATE")
             row = con.execute(TAKE_SQL.format(p="?"), [provider, day.isoformat(), limit]).fetchone()
@@ -97,8 +108,6 @@ class SQLiteBudget:
             return row[0] if row else None
         except sqlite3.Error as err:
             raise BudgetStoreError(f"cannot count a request in the provider budget {self.describe()} ({VARIABLE}): {err}") from None
-        finally:
-            con.close()
 
     def used(self, provider: str, day: dt.date) -> int:
         con = self._connect()
@@ -110,7 +119,7 @@ class SQLiteBudget:
 
 
 @dataclass
-class PostgresBudget:
+class PostgresBudget(StoredBudget):
     url: str
     _ready: bool = field(default=False, repr=False)
 
@@ -140,13 +149,7 @@ class PostgresBudget:
             self._ready = True
         return con
 
-    def check(self) -> None:
-        self._connect().close()
-
-    def take(self, provider: str, limit: int, day: dt.date) -> int | None:
-        if limit <= 0:
-            return None
-        con = self._connect()
+    def _take(self, con, provider: str, limit: int, day: dt.date) -> int | None:
         try:
             with con.cursor() as cur:
                 cur.execute(TAKE_SQL.format(p="%s"), [provider, day.isoformat(), limit])
@@ -155,8 +158,6 @@ class PostgresBudget:
             return row[0] if row else None
         except psycopg2.Error as err:
             raise self._fail("count a request in", err) from None
-        finally:
-            con.close()
 
     def used(self, provider: str, day: dt.date) -> int:
         con = self._connect()
