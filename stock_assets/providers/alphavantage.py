@@ -8,7 +8,7 @@ import pandas as pd
 
 from stock_assets.calendar import nyse_calendar
 from stock_assets.providers.alphavantage_format import check_alphavantage_body
-from stock_assets.providers.base import FetchResult, RawPayload, fetch_each
+from stock_assets.providers.base import RawPayload, SymbolBySymbol
 from stock_assets.providers.http import HttpClient
 
 COMPACT_POINTS = 100  # outputsize=compact returns the latest 100 bars
@@ -43,7 +43,7 @@ def plan_requests(symbol: str, sessions: list[dt.date], interval: str, adjusted:
 
 
 @dataclass
-class AlphaVantageProvider:
+class AlphaVantageProvider(SymbolBySymbol):
     http: HttpClient
     api_key: str
     base_url: str = "https://www.alphavantage.co"
@@ -51,9 +51,6 @@ class AlphaVantageProvider:
     datatype: str = "json"
     name: str = "alphavantage"
     reuse_fetched: bool = True
-
-    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
-        return fetch_each(symbols, lambda symbol: self._fetch_symbol(symbol, sessions, interval))
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         payloads = []

@@ -1,7 +1,6 @@
 """What every provider hands the pipeline: raw payloads, kept byte-for-byte, and a parser."""
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,17 +39,23 @@ class FetchResult:
         return bool(self.failures) and set(self.failures) <= self.permanent
 
 
-def fetch_each(symbols: list[str], fetch_symbol: Callable[[str], list[RawPayload]]) -> FetchResult:
-    """Fetch symbol by symbol; a ProviderError costs that symbol only, named with its reason."""
-    result = FetchResult()
-    for symbol in symbols:
-        try:
-            result.payloads += fetch_symbol(symbol)
-        except ProviderError as err:
-            result.failures[symbol] = f"{type(err).__name__}: {err}"
-            if not err.retryable:
-                result.permanent.add(symbol)
-    return result
+class SymbolBySymbol:
+    """A provider whose API answers one symbol a request (or a few): `_fetch_symbol` fetches one;
+    a ProviderError costs that symbol only, named with its reason."""
+
+    def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
+        raise NotImplementedError
+
+    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
+        result = FetchResult()
+        for symbol in symbols:
+            try:
+                result.payloads += self._fetch_symbol(symbol, sessions, interval)
+            except ProviderError as err:
+                result.failures[symbol] = f"{type(err).__name__}: {err}"
+                if not err.retryable:
+                    result.permanent.add(symbol)
+        return result
 
 
 class Provider(Protocol):

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from stock_assets.providers.base import FetchResult, RawPayload, fetch_each
+from stock_assets.providers.base import RawPayload, SymbolBySymbol
 from stock_assets.providers.http import HttpClient
 from stock_assets.providers.polygon_format import parse_polygon
 
@@ -14,14 +14,11 @@ TIMESPANS = {"1d": (1, "day"), "60min": (1, "hour"), "30min": (30, "minute"), "1
 
 
 @dataclass
-class PolygonProvider:
+class PolygonProvider(SymbolBySymbol):
     http: HttpClient  # carries the key as an Authorization header, so no URL ever holds it
     base_url: str = "https://api.polygon.io"
     name: str = "polygon"
     reuse_fetched: bool = True
-
-    def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
-        return fetch_each(symbols, lambda symbol: self._fetch_symbol(symbol, sessions, interval))
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         multiplier, timespan = TIMESPANS[interval]
