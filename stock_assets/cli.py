@@ -93,7 +93,7 @@ def backfill_chunks(settings: Settings, first: str, last: str, size: int | None 
     sessions = [str(s) for s in sessions_between(settings.start, first, last)]
     if not sessions:
         raise ValueError(f"no NYSE session between {first} and {last}")
-    size = size or sessions_per_run(len(settings.symbols), settings.interval)
+    size = size or sessions_per_run(len(settings.symbols), settings.interval, settings.rows_per_run)
     return [(sessions[i], sessions[min(i + size, len(sessions)) - 1]) for i in range(0, len(sessions), size)]
 
 

@@ -30,9 +30,9 @@ BARS_PER_SESSION = {"1d": 1, "60min": 7, "30min": 13, "15min": 26, "5min": 78, "
 ROWS_PER_RUN = 2_000_000  # what one in-process run holds comfortably in memory on a small machine
 
 
-def sessions_per_run(symbols: int, interval: str) -> int:
-    """How many sessions one run takes so that it holds at most ROWS_PER_RUN bars."""
-    return max(1, ROWS_PER_RUN // (max(symbols, 1) * BARS_PER_SESSION[interval]))
+def sessions_per_run(symbols: int, interval: str, rows_per_run: int = ROWS_PER_RUN) -> int:
+    """How many sessions one run takes so that it holds at most rows_per_run bars."""
+    return max(1, rows_per_run // (max(symbols, 1) * BARS_PER_SESSION[interval]))
 
 
 class SettingsError(ValueError):
@@ -112,6 +112,7 @@ class Settings:
     warehouse_statement_timeout_seconds: float = 3600.0  # PostgreSQL/Redshift: one statement at most
     provider_budget_url: str = ""  # where the daily request budget is counted (sqlite:///… or postgresql://…)
     pool_wait_seconds: float = 3600.0  # how long a command waits for the provider pool a live run holds
+    rows_per_run: int = ROWS_PER_RUN  # the most bars one run of a backfill takes (STOCK_ASSETS_ROWS_PER_RUN)
     lake_retention_days: float = 30.0  # lake versions this recent stay readable "as of" (and the production one, always)
     csvdir_url: str = ""  # provider csvdir: the folder or s3://bucket/prefix holding <SYMBOL>.csv files
 
@@ -176,5 +177,6 @@ class Settings:
             provider_budget_url=budget_url,
             pool_wait_seconds=_number(env, "STOCK_ASSETS_POOL_WAIT_SECONDS", "3600"),
             lake_retention_days=_number(env, "STOCK_ASSETS_LAKE_RETENTION_DAYS", "30"),
+            rows_per_run=_number(env, "STOCK_ASSETS_ROWS_PER_RUN", str(ROWS_PER_RUN), int, minimum=1),
             csvdir_url=csvdir_url,
         )

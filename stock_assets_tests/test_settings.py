@@ -76,3 +76,13 @@ def test_provider_csvdir_takes_a_folder_or_an_s3_prefix(url):
     settings = Settings.from_env({"STOCK_ASSETS_PROVIDER": "csvdir", "STOCK_ASSETS_CSVDIR_URL": url}, today=TODAY)
     assert (settings.provider, settings.csvdir_url, settings.requests_per_day) == ("csvdir", url, None)
     assert Settings.from_env({"STOCK_ASSETS_CSVDIR_URL": url}, today=TODAY).provider == "synthetic"  # read, unused
+
+
+def test_rows_per_run_sizes_the_runs_of_a_backfill():
+    from stock_assets.defs.common import backfill_policy
+
+    settings = Settings.from_env({"STOCK_ASSETS_ROWS_PER_RUN": "250", "STOCK_ASSETS_SYMBOLS": "A,B,C,D,E"}, today=TODAY)
+    assert backfill_policy(settings).max_partitions_per_run == 50  # 250 bars: 50 sessions of 5 symbols' daily bars
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"STOCK_ASSETS_ROWS_PER_RUN": "0"}, today=TODAY)
+    assert str(raised.value).startswith("STOCK_ASSETS_ROWS_PER_RUN='0'")

@@ -19,7 +19,7 @@ def backfill_policy(settings: Settings) -> dg.BackfillPolicy:
     start in one run (single_run, which `dagster asset materialize --partition-range` needs);
     one-minute bars go a few dozen sessions a run. The UI's backfills, the daemon's and
     `make backfill` split a range the same way."""
-    per_run = sessions_per_run(len(settings.symbols), settings.interval)
+    per_run = sessions_per_run(len(settings.symbols), settings.interval, settings.rows_per_run)
     if per_run >= len(sessions_between(settings.start, dt.date.today())):
         return dg.BackfillPolicy.single_run()
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=per_run)
