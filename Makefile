@@ -6,7 +6,7 @@ export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
 SESSIONS ?= 60
 
-.PHONY: install instance run backfill dev test bench lint clean
+.PHONY: install instance run backfill dev test test-deploy bench bench-peers lint clean
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,22 @@ dev: install instance
 test: install
 	$(BIN)/python -m pytest -n 2 --durations=15
 
+# deploy/ for real with Docker (deploy/README.md, "How this is tested"): installs and starts what it needs, cleans up.
+test-deploy: install
+	bash deploy/test/run.sh
+
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The peers (zipline-reloaded, qlib, ArcticDB, pandas) in an environment of their own, then the
+# peers item of the benchmarks; `make bench` includes it from then on (benchmarks/README.md).
+PEERS_VENV := benchmarks/.peers-venv
+bench-peers: install $(PEERS_VENV)/.installed
+	$(BIN)/python -m benchmarks peers
+
+$(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt benchmarks/peers/install.py
+	$(PYTHON) benchmarks/peers/install.py
+	touch $@
 
 lint: install
 	$(BIN)/ruff check stock_assets stock_assets_tests
