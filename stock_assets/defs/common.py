@@ -30,6 +30,12 @@ def warehouse_kind(settings: Settings) -> str:
     return {"duckdb": "duckdb", "postgresql": "postgres", "postgres": "postgres", "redshift": "redshift"}[urlsplit(settings.warehouse_url).scheme]
 
 
+def lake_asset(settings: Settings, lake_path: str, group: str, kinds: set[str], **more) -> dg.asset:
+    """The decorator of an asset whose window the lake IO manager keeps at `lake_path`."""
+    return dg.asset(**session_partitioned(settings), io_manager_key="lake_io_manager", metadata={"lake_path": lake_path},
+                    group_name=group, kinds=kinds, **more)  # fmt: skip
+
+
 def session_partitioned(settings: Settings) -> dict:
     """What every session-partitioned asset is declared with: partitions from settings.start on."""
     return {"partitions_def": trading_sessions_partitions(settings.start), "backfill_policy": backfill_policy(settings)}

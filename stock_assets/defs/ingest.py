@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import pyarrow as pa
 
-from stock_assets.defs.common import session_partitioned, table_metadata, window_sessions
+from stock_assets.defs.common import lake_asset, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.preflight import unreachable
@@ -60,14 +60,8 @@ def _nothing_fetched(window: str, result: FetchResult) -> dg.Failure:
 
 
 def build(settings: Settings) -> dg.Definitions:
-    partitioned = session_partitioned(settings)
-
-    @dg.asset(
-        **partitioned,
-        io_manager_key="lake_io_manager",
-        metadata={"lake_path": "raw"},
-        group_name="ingest",
-        kinds={"python"},
+    @lake_asset(
+        settings, "raw", "ingest", {"python"},
         # A step that still fails after the HTTP layer's own retries is retried whole, later.
         retry_policy=dg.RetryPolicy(
             max_retries=settings.step_retries,
@@ -131,12 +125,8 @@ def build(settings: Settings) -> dg.Definitions:
             },
         )
 
-    @dg.asset(
-        **partitioned,
-        io_manager_key="lake_io_manager",
-        metadata={"lake_path": "landing"},
-        group_name="ingest",
-        kinds={"csv"},
+    @lake_asset(
+        settings, "landing", "ingest", {"csv"},
         check_specs=[
             dg.AssetCheckSpec(
                 "landing_bars_accounted", asset="landing_csv", blocking=True,

@@ -3,32 +3,18 @@
 import dagster as dg
 import pyarrow as pa
 
-from stock_assets.defs.common import session_partitioned, table_metadata, window_sessions
+from stock_assets.defs.common import lake_asset, table_metadata, window_sessions
 from stock_assets.settings import Settings
 from stock_assets.transforms.dedup import dedupe_latest
 
 
 def build(settings: Settings) -> dg.Definitions:
-    partitioned = session_partitioned(settings)
-
-    @dg.asset(
-        **partitioned,
-        io_manager_key="lake_io_manager",
-        metadata={"lake_path": "lake/prices"},
-        group_name="lake",
-        kinds={"deltalake"},
-    )
+    @lake_asset(settings, "lake/prices", "lake", {"deltalake"})
     def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg.Output[pa.Table]:
         """Every landed bar, typed, in the Delta table lake/prices (partitioned by month)."""
         return dg.Output(landing_csv, metadata=table_metadata(context, landing_csv, window_sessions(context)))
 
-    @dg.asset(
-        **partitioned,
-        io_manager_key="lake_io_manager",
-        metadata={"lake_path": "lake/deduped"},
-        group_name="lake",
-        kinds={"deltalake", "duckdb"},
-    )
+    @lake_asset(settings, "lake/deduped", "lake", {"deltalake", "duckdb"})
     def deduped_prices(context: dg.AssetExecutionContext, lake_parquet: pa.Table) -> dg.Output[pa.Table]:
         """One bar per (symbol, interval, ts): the latest ingestion wins (Delta table lake/deduped)."""
         deduped = dedupe_latest(lake_parquet)
