@@ -16,6 +16,7 @@ from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, 
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from stock_assets.definitions import LOCATION_NAME, build_defs
+from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.instance import (
     PoolBusyError,
     fail_dead_runs,
@@ -28,8 +29,6 @@ from stock_assets.partitions import closed_sessions, sessions_between
 from stock_assets.progress import StepProgress, estimate
 from stock_assets.settings import Settings, sessions_per_run
 from stock_assets.warehouse.common import redact_url
-
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 def location_origin(job_name: str) -> RemoteJobOrigin:

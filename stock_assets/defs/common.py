@@ -41,6 +41,7 @@ def session_partitioned(settings: Settings) -> dict:
     return {"partitions_def": trading_sessions_partitions(settings.start), "backfill_policy": backfill_policy(settings)}
 
 
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")  # a run's sessions
 PREVIEW_ROWS = 3
 PREVIEW_COLUMNS = ("symbol", "session", "interval", "open", "high", "low", "close", "volume", "check_name", "passed", "sma_20", "rsi_14")
 

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import pyarrow as pa
 
-from stock_assets.defs.common import lake_asset, table_metadata, window_sessions
+from stock_assets.defs.common import RANGE_TAGS, lake_asset, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.preflight import unreachable
@@ -29,7 +29,6 @@ def _failures_md(failures: dict[str, str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"| symbol | why |\n|---|---|\n{rows}" if failures else "none")
 
 
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 SHOWN_FAILURES = 10  # symbols quoted in a failure's message; the metadata table has them all
 
 

@@ -13,11 +13,11 @@ import json
 import dagster as dg
 
 from stock_assets.calendar import nyse_calendar
+from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.landing_drop import INCOMING, land_dropped_file
 from stock_assets.settings import Settings
 
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 FILE_TAG, DIGEST_TAG = "stock_assets/landing_file", "stock_assets/landing_digest"
 FILES_PER_TICK = 50
 STABLE_SECONDS = 30  # a file unchanged (size and time) for this long, over two ticks, is complete

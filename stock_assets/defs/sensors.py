@@ -3,12 +3,11 @@ into landing/incoming/ are defs/landing.py's)."""
 
 import dagster as dg
 
+from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.settings import Settings
 from stock_assets.transforms.history import describe_sessions, stale_in_warehouse
 from stock_assets.transforms.indicators import LOOKBACK_SESSIONS
 from stock_assets.warehouse.io_manager import WarehouseResource
-
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 indicators_job = dg.define_asset_job(
     "indicators_job",

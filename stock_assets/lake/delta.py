@@ -126,7 +126,7 @@ def window_files(storage: LakeStorage, prefix: str, first: dt.date, last: dt.dat
     if table is None:
         return []
     actions = pa.table(table.get_add_actions(flatten=True))
-    months = set(_months([first, last]) + _months([first + dt.timedelta(days=d) for d in range((last - first).days + 1)]))
+    months = set(_months([first + dt.timedelta(days=d) for d in range((last - first).days + 1)]))
     files = []
     for row in actions.to_pylist():
         if row.get(f"partition.{PARTITION}") not in months:
