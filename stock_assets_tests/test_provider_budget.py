@@ -33,7 +33,7 @@ from stock_assets.providers.resource import provider_resource
 from stock_assets.settings import Settings
 
 settings = Settings.from_env()
-client = provider_resource(settings).process_config_and_initialize().client()
+client = provider_resource(settings).client()
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 deadline = time.monotonic() + 60

@@ -101,8 +101,11 @@ def test_polygon_window_lands_with_exact_values(http_settings, fake_api, instanc
 
 def test_a_missing_key_is_a_clear_error(settings, instance, monkeypatch):
     monkeypatch.delenv("POLYGON_API_KEY", raising=False)
-    with pytest.raises(dg.DagsterInvalidConfigError, match='environment variable "POLYGON_API_KEY" which is not set'):
-        materialize_range(defs_for(dataclasses.replace(settings, provider="polygon")), "2023-01-03", "2023-01-06", instance)
+    result = materialize_range(defs_for(dataclasses.replace(settings, provider="polygon")), "2023-01-03", "2023-01-06", instance)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_key == "raw_prices" and "set POLYGON_API_KEY in the environment" in failure.event_specific_data.error.message
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]  # no retry can mend it
 
 
 def test_a_throttled_provider_is_waited_out(http_settings, fake_api, instance):

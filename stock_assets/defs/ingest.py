@@ -12,7 +12,7 @@ from stock_assets.preflight import unreachable
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payload
-from stock_assets.providers.resource import ProviderResource
+from stock_assets.providers.resource import MissingSettingError, ProviderResource
 from stock_assets.schema import BAR_SCHEMA
 from stock_assets.seed_csv import LandingFormatError, to_landing_csv
 from stock_assets.settings import Settings
@@ -74,7 +74,7 @@ def build(settings: Settings) -> dg.Definitions:
     def raw_prices(
         context: dg.AssetExecutionContext,
         config: RawPricesConfig,
-        provider: ProviderResource,
+        provider: dg.ResourceParam[ProviderResource],
         lake: LakeResource,
         warehouse: WarehouseResource,
     ) -> dg.Output[list[RawPayload]]:
@@ -94,7 +94,10 @@ def build(settings: Settings) -> dg.Definitions:
             raise _stop("no symbol to fetch: set STOCK_ASSETS_SYMBOLS (e.g. AAPL,MSFT)")
         if problem := unreachable(warehouse.get(), warehouse.url, lake.storage(), lake.url, provider.budget()):
             raise _stop(problem)
-        client = provider.client()
+        try:
+            client = provider.client()
+        except MissingSettingError as err:
+            raise _stop(str(err)) from None
         kept: list[RawPayload] = []
         if client.reuse_fetched and not config.refetch:
             stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)

@@ -75,7 +75,7 @@ def build(settings: Settings) -> dg.Definitions:
         check_specs=[dg.AssetCheckSpec(name, asset="dq_report", description=text, blocking=severity == "ERROR") for name, text, severity in CHECKS],
     )
     def dq_report(
-        context: dg.AssetExecutionContext, config: QualityConfig, provider: ProviderResource, lake: LakeResource,
+        context: dg.AssetExecutionContext, config: QualityConfig, provider: dg.ResourceParam[ProviderResource], lake: LakeResource,
         lake_parquet: pa.Table, deduped_prices: pa.Table,
     ):
         """One row per (session, check): passed, severity, failing-row count, sample of failing keys."""

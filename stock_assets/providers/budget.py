@@ -13,7 +13,7 @@ still counts, as it does at the provider.
 import datetime as dt
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -66,6 +66,8 @@ class MemoryBudget:
 class StoredBudget:
     """What the SQLite and PostgreSQL stores share: a connection of its own for every call."""
 
+    _ready = False  # the table is created once per object (set on the instance)
+
     def check(self) -> None:
         self._connect().close()
 
@@ -83,7 +85,6 @@ class StoredBudget:
 @dataclass
 class SQLiteBudget(StoredBudget):
     path: Path
-    _ready: bool = field(default=False, repr=False)
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -121,7 +122,6 @@ class SQLiteBudget(StoredBudget):
 @dataclass
 class PostgresBudget(StoredBudget):
     url: str
-    _ready: bool = field(default=False, repr=False)
 
     def describe(self) -> str:
         return redact_url(self.url)

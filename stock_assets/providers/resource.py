@@ -1,8 +1,11 @@
-"""The provider resource: which market-data source a run fetches from, and how politely."""
+"""The provider resource: which market-data source a run fetches from, and how politely.
 
-from urllib.parse import urlsplit
+A plain object built from Settings (no Dagster here): the provider's settings are declared
+once, in Settings, and the API key is read from the environment when a client is made, so
+it never appears in a resource's config in the UI."""
 
-import dagster as dg
+import os
+from dataclasses import dataclass
 
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.alphavantage import AlphaVantageProvider
@@ -14,75 +17,65 @@ from stock_assets.providers.polygon import PolygonProvider
 from stock_assets.providers.synthetic import SyntheticProvider
 from stock_assets.settings import Settings
 
+KEY_VARIABLES = {"alphavantage": "ALPHAVANTAGE_API_KEY", "polygon": "POLYGON_API_KEY"}
 
-class ProviderResource(dg.ConfigurableResource):
-    """STOCK_ASSETS_PROVIDER and its settings; `api_key` arrives as an EnvVar, never as text."""
 
-    name: str = "synthetic"
-    symbols: list[str]
-    interval: str = "1d"
-    synthetic_faults: list[str] = []
-    api_key: str | None = None
-    base_url: str = ""
-    requests_per_minute: float = 5
-    requests_per_day: int | None = None
-    retries: int = 4
-    backoff_seconds: float = 2.0
-    adjusted: bool = False
-    datatype: str = "json"
-    # STOCK_ASSETS_PROVIDER_BUDGET_URL: where requests_per_day is counted, for every run and
-    # process on the instance; empty: in this process only.
-    budget_url: str = ""
-    csvdir_url: str = ""  # STOCK_ASSETS_CSVDIR_URL: the folder or s3://bucket/prefix of <SYMBOL>.csv files
+class MissingSettingError(ValueError):
+    """A setting the chosen provider needs is not set: no retry can mend it."""
+
+
+@dataclass(frozen=True)
+class ProviderResource:
+    """STOCK_ASSETS_PROVIDER and its settings."""
+
+    settings: Settings
+
+    @property
+    def name(self) -> str:
+        return self.settings.provider
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.settings.symbols
+
+    @property
+    def interval(self) -> str:
+        return self.settings.interval
 
     def budget(self) -> DailyBudget | None:
         """The daily budget this provider's requests are counted in, or None without a daily limit."""
-        if self.name in ("synthetic", "csvdir") or self.requests_per_day is None:
+        if self.name in ("synthetic", "csvdir") or self.settings.requests_per_day is None:
             return None
         return self._limiter().budget
 
     def _limiter(self):
-        return shared_limiter(self.name, self.requests_per_minute, self.requests_per_day, self.budget_url)
+        s = self.settings
+        return shared_limiter(self.name, s.requests_per_minute or 5, s.requests_per_day, s.provider_budget_url)
 
     def client(self) -> Provider:
+        s = self.settings
         if self.name == "synthetic":
-            return SyntheticProvider(faults=tuple(self.synthetic_faults))
+            return SyntheticProvider(faults=s.synthetic_faults)
         if self.name == "csvdir":
-            if not self.csvdir_url:
+            if not s.csvdir_url:
                 raise ValueError("csvdir: set STOCK_ASSETS_CSVDIR_URL to the folder or s3://bucket/prefix of the <SYMBOL>.csv files")
-            return CsvDirProvider(LakeStorage(self.csvdir_url))
-        if not self.api_key:
-            raise ValueError(f"{self.name}: set {self.name.upper()}_API_KEY in the environment")
+            return CsvDirProvider(LakeStorage(s.csvdir_url))
+        key_variable = KEY_VARIABLES[self.name]
+        api_key = os.environ.get(key_variable)
+        if not api_key:
+            raise MissingSettingError(f"{self.name}: set {key_variable} in the environment")
         http = HttpClient(
             provider=self.name,
             limiter=self._limiter(),
-            secret=self.api_key,
-            retries=self.retries,
-            backoff_seconds=self.backoff_seconds,
+            secret=api_key,
+            retries=s.http_retries,
+            backoff_seconds=s.http_backoff_seconds,
         )
         if self.name == "alphavantage":
-            return AlphaVantageProvider(http, self.api_key, self.base_url, self.adjusted, self.datatype)
-        http.headers = {"Authorization": f"Bearer {self.api_key}"}
-        return PolygonProvider(http, self.base_url)
+            return AlphaVantageProvider(http, api_key, s.provider_base_url, s.alphavantage_adjusted, s.alphavantage_datatype)
+        http.headers = {"Authorization": f"Bearer {api_key}"}
+        return PolygonProvider(http, s.provider_base_url)
 
 
 def provider_resource(settings: Settings) -> ProviderResource:
-    key_var = {"alphavantage": "ALPHAVANTAGE_API_KEY", "polygon": "POLYGON_API_KEY"}.get(settings.provider)
-    return ProviderResource(
-        name=settings.provider,
-        symbols=list(settings.symbols),
-        interval=settings.interval,
-        synthetic_faults=list(settings.synthetic_faults),
-        api_key=dg.EnvVar(key_var) if key_var else None,
-        base_url=settings.provider_base_url,
-        requests_per_minute=settings.requests_per_minute or 5,
-        requests_per_day=settings.requests_per_day,
-        retries=settings.http_retries,
-        backoff_seconds=settings.http_backoff_seconds,
-        adjusted=settings.alphavantage_adjusted,
-        datatype=settings.alphavantage_datatype,
-        csvdir_url=settings.csvdir_url,
-        # A URL with a password came from the environment (the default never has one): read it
-        # there at run time, so that it never appears in the resource's config in the UI.
-        budget_url=dg.EnvVar("STOCK_ASSETS_PROVIDER_BUDGET_URL") if urlsplit(settings.provider_budget_url).password else settings.provider_budget_url,
-    )
+    return ProviderResource(settings)

@@ -16,18 +16,18 @@ import pyarrow.compute as pc
 from stock_assets.schema import KEY_COLUMNS, REQUIRED_COLUMNS
 
 DQ_SCHEMA = pa.schema(
-    [
-        ("session", pa.date32()),
-        ("check_name", pa.string()),
-        ("asset", pa.string()),
-        ("passed", pa.bool_()),
-        ("severity", pa.string()),
-        ("observed", pa.float64()),
-        ("threshold", pa.float64()),
-        ("sample", pa.string()),
-        ("run_id", pa.string()),
-        ("checked_at", pa.timestamp("us", tz="UTC")),
-    ]
+    {
+        "session": pa.date32(),
+        "check_name": pa.string(),
+        "asset": pa.string(),
+        "passed": pa.bool_(),
+        "severity": pa.string(),
+        "observed": pa.float64(),
+        "threshold": pa.float64(),
+        "sample": pa.string(),
+        "run_id": pa.string(),
+        "checked_at": pa.timestamp("us", tz="UTC"),
+    }
 )
 SAMPLE_SIZE = 5
 EPOCH = dt.date(1970, 1, 1)
