@@ -89,15 +89,16 @@ def stage_checks(ctx: Ctx) -> int:
 
     from benchmarks.adapters import evaluate_window, layout
     from stock_assets.calendar import session_offset
+    from stock_assets.schema import constant
 
     lake, deduped = ctx.load("lake/prices"), ctx.load("lake/deduped")
     before = session_offset(ctx.sessions[0], -1)
     previous = layout.read_sessions(ctx.storage, "lake/deduped", [before] if before < ctx.sessions[0] else [])
     report = evaluate_window(ctx.storage, lake, deduped, previous, ctx.sessions, ctx.symbols, ctx.jump_threshold)
     n, schema = report.num_rows, report.schema
-    report = report.set_column(schema.get_field_index("run_id"), "run_id", pa.array(["bench"] * n, pa.string()))
+    report = report.set_column(schema.get_field_index("run_id"), "run_id", constant("bench", pa.string(), n))
     at = schema.field("checked_at").type
-    report = report.set_column(schema.get_field_index("checked_at"), "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, at))
+    report = report.set_column(schema.get_field_index("checked_at"), "checked_at", constant(dt.datetime.now(dt.UTC), at, n))
     layout.write_sessions(ctx.storage, "lake/dq_report", report, ctx.sessions)
     ctx.warehouse.replace_window("dq_report", report, *ctx.window)
     return lake.num_rows

@@ -46,6 +46,11 @@ def validate_symbol(symbol: str) -> str:
     return symbol
 
 
+def constant(value, type_: pa.DataType, n: int) -> pa.Array:
+    """`n` copies of `value`, made in Arrow (not a Python list of n objects)."""
+    return pa.repeat(pa.scalar(value, type_), n)
+
+
 def conform(table: pa.Table, schema: pa.Schema = BAR_SCHEMA) -> pa.Table:
     """Select and cast `table` to `schema` in its column order; absent columns become nulls."""
     columns = [

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from stock_assets.calendar import NY
-from stock_assets.schema import BAR_SCHEMA, conform
+from stock_assets.schema import BAR_SCHEMA, conform, constant
 
 SEED_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 EXTRA_COLUMNS = ["interval", "ts", "adj_close", "vwap", "trades", "source", "ingested_at", "dividend", "split_coefficient"]
@@ -67,7 +67,7 @@ def split_unreadable_rows(body: bytes) -> tuple[bytes | None, bytes | None, str]
         return None, None, f"missing seed-format columns {missing}"
     checks = {c: _DATE if c == "date" else _NUMBER for c in SEED_COLUMNS if c != "symbol"}
     checks |= {c: _NUMBER for c in ("adj_close", "vwap", "trades", "dividend", "split_coefficient", "split") if c in text.column_names}
-    bad, named = pa.array([False] * text.num_rows), []
+    bad, named = constant(False, pa.bool_(), text.num_rows), []
     for column, pattern in checks.items():
         wrong = pc.invert(pc.fill_null(pc.match_substring_regex(text[column], pattern), True))  # nulls are the checks' to judge
         if pc.any(wrong).as_py():
@@ -104,5 +104,5 @@ def from_landing_csv(body: bytes, *, source: str, ingested_at: dt.datetime, inte
     defaults = {"interval": interval, "source": source, "ingested_at": ingested_at}
     for column, value in defaults.items():
         if column not in table.column_names:
-            table = table.append_column(column, pa.array([value] * n, _TYPES[column]))
+            table = table.append_column(column, constant(value, _TYPES[column], n))
     return conform(table)

@@ -45,7 +45,7 @@ def read_csvdir(input: str, max_workers: int) -> "pa.Table":  # noqa: F821
     import pyarrow.csv as pacsv
 
     from stock_assets.calendar import NY
-    from stock_assets.schema import conform
+    from stock_assets.schema import conform, constant
 
     types = {"date": pa.date32(), "open": pa.float64(), "high": pa.float64(), "low": pa.float64(), "close": pa.float64(),
              "volume": pa.int64(), "dividend": pa.float64(), "split": pa.float64()}
@@ -56,7 +56,7 @@ def read_csvdir(input: str, max_workers: int) -> "pa.Table":  # noqa: F821
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False), convert_options=options)
         n = table.num_rows
         table = table.rename_columns(["split_coefficient" if c == "split" else c for c in table.column_names])
-        return table.append_column("symbol", pa.array([path.stem] * n, pa.string())).append_column("session", table["date"])
+        return table.append_column("symbol", constant(path.stem, pa.string(), n)).append_column("session", table["date"])
 
     paths = sorted(Path(input, "daily").glob("*.csv"))
     with ThreadPoolExecutor(max_workers) as pool:
@@ -65,7 +65,7 @@ def read_csvdir(input: str, max_workers: int) -> "pa.Table":  # noqa: F821
     table = table.append_column("ts", pc.assume_timezone(pc.cast(table["date"], pa.timestamp("us")), timezone=NY))
     for column, value, kind in (("interval", "1d", pa.string()), ("source", "csvdir", pa.string()),
                                 ("ingested_at", ingested_at, pa.timestamp("us", tz="UTC"))):
-        table = table.append_column(column, pa.array([value] * n, kind))
+        table = table.append_column(column, constant(value, kind, n))
     return conform(table)
 
 

@@ -17,6 +17,7 @@ from stock_assets.defs.common import session_partitioned, table_metadata, wareho
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.providers.resource import ProviderResource
+from stock_assets.schema import constant
 from stock_assets.settings import Settings
 from stock_assets.transforms.quality import DQ_SCHEMA, RULES, Rule, duplicate_key, evaluate
 from stock_assets.transforms.quality_window import (
@@ -88,8 +89,8 @@ def build(settings: Settings) -> dg.Definitions:
             context.log.error(f"landing file {uri}: {why}")
         report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, threshold)
         n = report.num_rows
-        report = report.set_column(8, "run_id", pa.array([context.run.run_id] * n, pa.string()))
-        report = report.set_column(9, "checked_at", pa.array([dt.datetime.now(dt.UTC)] * n, DQ_SCHEMA.field("checked_at").type))
+        report = report.set_column(8, "run_id", constant(context.run.run_id, pa.string(), n))
+        report = report.set_column(9, "checked_at", constant(dt.datetime.now(dt.UTC), DQ_SCHEMA.field("checked_at").type, n))
         failed = report.filter(pc.invert(report["passed"]))
         yield dg.Output(
             report,

@@ -68,6 +68,13 @@ def _months(sessions: list[dt.date]) -> list[str]:
     return sorted({f"{s:%Y-%m}" for s in sessions})
 
 
+def month_of(sessions: pa.ChunkedArray):
+    """YYYY-MM of each session, formatted once per distinct session (strftime per row is slow)."""
+    distinct = pc.unique(sessions)
+    months = pc.strftime(distinct.cast(pa.timestamp("s")), "%Y-%m")
+    return pc.take(months, pc.index_in(sessions, distinct))
+
+
 def in_window(table: pa.Table, sessions: list[dt.date]) -> pa.Table:
     return table.filter(pc.field("session").isin(pa.array(sorted(set(sessions)), pa.date32())))
 
@@ -80,20 +87,20 @@ def sort_rows(table: pa.Table) -> pa.Table:
 # A commit that lost to another writer's (two runs creating the table, or a conflicting window)
 # is tried again from the new version: a window replace is idempotent.
 @retry(retry=retry_if_exception_type(CommitFailedError), stop=stop_after_attempt(8), wait=wait_random(0.05, 0.5), reraise=True)
-def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> int:
+def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[int, pa.Table]:
     """Make the table hold exactly `table`'s rows for sessions first..last, in one commit;
-    returns the new version. Rows outside the window are not written (as a window replace,
-    nothing else of the table may change)."""
+    returns the new version and the rows written, as read_window returns them. Rows outside
+    the window are not written (as a window replace, nothing else of the table may change)."""
     first, last, token = min(sessions), max(sessions), uuid.uuid4().hex
-    data = sort_rows(in_window(table, sessions))
-    month = pc.strftime(data["session"].cast(pa.timestamp("s")), "%Y-%m") if data.num_rows else pa.array([], pa.string())
-    data = data.append_column(PARTITION, month)
+    rows = sort_rows(in_window(table, sessions))
+    data = rows
+    data = data.append_column(PARTITION, month_of(data["session"]))
     write_deltalake(
         table_uri(storage, prefix), data, mode="overwrite", partition_by=[PARTITION],
         predicate=f"session >= '{first}' AND session <= '{last}'", storage_options=storage_options(storage),
         writer_properties=WRITER, commit_properties=CommitProperties(custom_metadata={"stock_assets.write": token}),
     )  # fmt: skip
-    return committed_version(storage, prefix, token)
+    return committed_version(storage, prefix, token), rows
 
 
 def committed_version(storage: LakeStorage, prefix: str, token: str) -> int:

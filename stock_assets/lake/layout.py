@@ -82,14 +82,33 @@ def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = 
 
 # --- landing -----------------------------------------------------------------------------
 
-def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
-    """Rows per session, each sorted the same way so that equal data gives equal bytes."""
-    bars = bars.sort_by([(c, "ascending") for c in SORT_COLUMNS if c in bars.column_names])
+def _session_runs(bars: pa.Table) -> tuple[pa.Table, list[tuple[dt.date, int, int]]]:
+    """The bars sorted one way (equal data gives equal bytes), and each session's rows in it as
+    (session, first row, end row)."""
+    bars = delta.sort_rows(bars)
     days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else np.array([], int)
     ends = np.r_[starts[1:], len(days)]
     epoch = dt.date(1970, 1, 1)
-    return {epoch + dt.timedelta(days=int(days[s])): bars.slice(s, e - s) for s, e in zip(starts, ends)}
+    return bars, [(epoch + dt.timedelta(days=int(days[s])), int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
+    """Rows per session, each sorted the same way so that equal data gives equal bytes."""
+    bars, runs = _session_runs(bars)
+    return {session: bars.slice(s, e - s) for session, s, e in runs}
+
+
+def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, list]:
+    """Each session's landing CSV as chunks (header, rows), the whole window encoded in one call
+    and cut at the sessions' line ends: the same bytes as encoding each session on its own."""
+    body = to_landing_csv(bars)
+    ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
+    if len(ends) != bars.num_rows + 1:  # a value holding a line break: encode session by session
+        return {session: [to_landing_csv(bars.slice(s, e - s))] for session, s, e in runs}
+    view = memoryview(body)
+    header = view[: ends[0] + 1]
+    return {session: [header, view[ends[s] + 1 : ends[e] + 1]] for session, s, e in runs}
 
 
 def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_prefix: str | None = None) -> None:
@@ -107,13 +126,17 @@ def record_path(path: str) -> str:
     return f"{folder}/_{name}.json"
 
 
-def write_landing_file(storage: LakeStorage, path: str, rows: pa.Table) -> None:
-    """One landing CSV, then the record of what it holds (rows, bytes, SHA-256): the landing
-    reconcile compares the file with it, so a file truncated, emptied or edited later is found.
-    Hidden name (`_`): readers of the folder skip it."""
-    body = to_landing_csv(rows)
-    storage.write_bytes(path, body)
-    record = {"rows": rows.num_rows, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat()}
+def write_landing_file(storage: LakeStorage, path: str, rows: pa.Table, chunks: list | None = None) -> None:
+    """One landing CSV (`chunks` when already encoded), then the record of what it holds (rows,
+    bytes, SHA-256): the landing reconcile compares the file with it, so a file truncated,
+    emptied or edited later is found. Hidden name (`_`): readers of the folder skip it."""
+    chunks = chunks if chunks is not None else [to_landing_csv(rows)]
+    storage.write_chunks(path, chunks)
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    size = sum(len(c) for c in chunks)
+    record = {"rows": rows.num_rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat()}
     storage.write_bytes(record_path(path), json.dumps(record).encode())
 
 
@@ -132,7 +155,9 @@ def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date])
 def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
     """write_landing, and the window as read_landing will return it while the window's folders
     hold only these files."""
-    by_session = split_by_session(bars)
+    bars, runs = _session_runs(bars)
+    by_session = {session: bars.slice(s, e - s) for session, s, e in runs}
+    bodies = _landing_bodies(bars, runs)
     storage.clean_temporary()
     strays = sorted(set(by_session) - set(sessions))
     if strays:  # the caller sets such bars aside first (landing_csv): none may vanish here
@@ -143,17 +168,15 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
         path = None
         if rows is not None:
             path = f"landing/{session}/{stamp(pc.max(rows['ingested_at']).as_py())}.csv"
-            write_landing_file(storage, path, rows)
+            write_landing_file(storage, path, rows, bodies[session])
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
         return path
 
-    return [path for path in storage.map(write, sessions) if path], _window(by_session, sessions)
-
-
-def _window(by_session: dict[dt.date, pa.Table], sessions: list[dt.date]) -> pa.Table:
-    kept = [by_session[s] for s in sessions if s in by_session]
-    return conform(pa.concat_tables(kept)) if kept else BAR_SCHEMA.empty_table()
+    paths = [path for path in storage.map(write, sessions) if path]
+    # As read_landing returns it: file by file in the order of `sessions` (strays raised above).
+    order = [s for s in sessions if s in by_session]
+    return paths, conform(bars if order == sorted(order) else pa.concat_tables([by_session[s] for s in order]))
 
 
 def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
@@ -232,12 +255,13 @@ def landing_record_rows(storage: LakeStorage, sessions: list[dt.date]) -> int:
 
 def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
     """Replace the window's sessions of the Delta table at `prefix` in one commit; [its URI@version]."""
-    return [f"{storage.uri(prefix)}@v{delta.write_window(storage, prefix, table, sessions)}"]
+    return write_and_keep(storage, prefix, table, sessions)[0]
 
 
 def write_and_keep(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
     """write_sessions, and the window as read_sessions will return it."""
-    return write_sessions(storage, prefix, table, sessions), conform(delta.sort_rows(delta.in_window(table, sessions)))
+    version, rows = delta.write_window(storage, prefix, table, sessions)
+    return [f"{storage.uri(prefix)}@v{version}"], conform(rows)
 
 
 def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA) -> pa.Table:

@@ -22,7 +22,7 @@ from stock_assets.providers.errors import (
     ThrottledError,
     json_object,
 )
-from stock_assets.schema import conform, validate_symbol
+from stock_assets.schema import conform, constant, validate_symbol
 
 PROVIDER = "alphavantage"
 OHLCV = ["open", "high", "low", "close", "volume"]
@@ -156,13 +156,13 @@ def _bars(frame: pd.DataFrame, tz: str, symbol: str, interval: str, step, ingest
     session = ts.tz_convert(NY).tz_localize(None).normalize()
     n = len(frame)
     columns = {
-        "symbol": pa.array([symbol] * n, pa.string()),
+        "symbol": constant(symbol, pa.string(), n),
         "session": pa.array(session.values.astype("datetime64[D]"), pa.date32()),
         "ts": pa.array(ts.tz_convert("UTC")),
-        "interval": pa.array([interval] * n, pa.string()),
+        "interval": constant(interval, pa.string(), n),
         "volume": _strings(frame["volume"]).cast(pa.int64()),
-        "source": pa.array([PROVIDER] * n, pa.string()),
-        "ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+        "source": constant(PROVIDER, pa.string(), n),
+        "ingested_at": constant(ingested_at, pa.timestamp("us", tz="UTC"), n),
     }
     columns |= {c: _strings(frame[c]).cast(pa.float64()) for c in _FLOATS if c in frame.columns}
     return conform(pa.table(columns)).sort_by("ts")  # dividend, split_coefficient: null unless adjusted

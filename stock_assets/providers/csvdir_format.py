@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 
 from stock_assets.calendar import NY
 from stock_assets.providers.errors import MalformedPayloadError
-from stock_assets.schema import conform
+from stock_assets.schema import conform, constant
 
 PROVIDER = "csvdir"
 REQUIRED = ("date", "open", "high", "low", "close", "volume")
@@ -84,12 +84,12 @@ def parse_csvdir(body: bytes, symbol: str, interval: str, ingested_at: dt.dateti
     n = table.num_rows
     day = table["date"]
     columns = {
-        "symbol": pa.array([symbol] * n, pa.string()),
+        "symbol": constant(symbol, pa.string(), n),
         "session": day,
         "ts": pc.assume_timezone(pc.cast(day, pa.timestamp("us")), timezone=NY),
-        "interval": pa.array([interval] * n, pa.string()),
-        "source": pa.array([PROVIDER] * n, pa.string()),
-        "ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+        "interval": constant(interval, pa.string(), n),
+        "source": constant(PROVIDER, pa.string(), n),
+        "ingested_at": constant(ingested_at, pa.timestamp("us", tz="UTC"), n),
     }
     columns |= {c: table[c] for c in _FLOATS if c in read}
     try:

@@ -21,7 +21,7 @@ from stock_assets.providers.errors import (  # noqa: F401 - re-exported for call
     ThrottledError,
     json_object,
 )
-from stock_assets.schema import conform, validate_symbol
+from stock_assets.schema import conform, constant, validate_symbol
 
 PROVIDER = "polygon"
 DATA_STATUSES = ("OK", "DELAYED")
@@ -81,10 +81,10 @@ def _bars(frame: pd.DataFrame, symbol: str, interval: str, ingested_at: dt.datet
         raise ValueError(f"duplicate bars at {list(ts[ts.duplicated()][:3])}")
     n = len(frame)
     columns = {
-        "symbol": pa.array([symbol] * n, pa.string()),
+        "symbol": constant(symbol, pa.string(), n),
         "session": pa.array(local.tz_localize(None).normalize().values.astype("datetime64[D]"), pa.date32()),
         "ts": pa.array(ts),
-        "interval": pa.array([interval] * n, pa.string()),
+        "interval": constant(interval, pa.string(), n),
         # Polygon's adjusted=true is split-adjusted only, not dividend-adjusted: that is not our
         # adj_close, so adj_close stays null and o/h/l/c carry whatever the request asked for.
         "open": _floats(frame["o"]),
@@ -93,8 +93,8 @@ def _bars(frame: pd.DataFrame, symbol: str, interval: str, ingested_at: dt.datet
         "close": _floats(frame["c"]),
         # Volume arrives as a JSON float (1.12117471e+08); whole numbers in practice, rounded to be safe.
         "volume": pa.array(frame["v"].astype("float64").round(), from_pandas=True).cast(pa.int64()),
-        "source": pa.array([PROVIDER] * n, pa.string()),
-        "ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+        "source": constant(PROVIDER, pa.string(), n),
+        "ingested_at": constant(ingested_at, pa.timestamp("us", tz="UTC"), n),
     }
     if "vw" in frame.columns:
         columns["vwap"] = _floats(frame["vw"])

@@ -7,6 +7,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stock_assets.schema import constant
 from stock_assets.transforms.quality import SAMPLE_SIZE, failing_by_session, session_rows
 
 
@@ -60,7 +61,7 @@ def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, 
               ELSE ts + to_minutes(CAST(regexp_extract(interval, '(\\d+)min', 1) AS INTEGER)) END
         """
     ).fetchall()
-    mask = pa.array([False] * bars.num_rows) if not rows else pc.is_in(marked["_row"], value_set=pa.array([r[0] for r in rows], pa.int64()))
+    mask = constant(False, pa.bool_(), bars.num_rows) if not rows else pc.is_in(marked["_row"], value_set=pa.array([r[0] for r in rows], pa.int64()))
     return session_rows("prices_final_bars", "WARN", asset, sessions, *failing_by_session(bars, mask))
 
 
@@ -68,7 +69,7 @@ def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold
     """Bar-over-bar moves beyond `threshold` (on adj_close where given, else close) that a
     split coefficient on that bar does not explain: WARN."""
     columns = ["symbol", "session", "ts", "interval", "close", "adj_close", "split_coefficient"]
-    both = pa.concat_tables([previous.select(columns), bars.select(columns)]).append_column("_window", pa.array([False] * previous.num_rows + [True] * bars.num_rows))
+    both = pa.concat_tables([previous.select(columns), bars.select(columns)]).append_column("_window", pa.concat_arrays([constant(False, pa.bool_(), previous.num_rows), constant(True, pa.bool_(), bars.num_rows)]))
     moved = _con(bars=both).sql(
         f"""
         SELECT symbol, session FROM (
@@ -77,4 +78,4 @@ def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold
         WHERE _window AND abs(move) > {float(threshold)} AND coalesce(split_coefficient, 1.0) = 1.0
         """
     ).to_arrow_table()
-    return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(moved, pa.array([True] * moved.num_rows)))
+    return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(moved, constant(True, pa.bool_(), moved.num_rows)))
