@@ -5,6 +5,7 @@ the published snapshot and what blocks it."""
 import datetime as dt
 import json
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -82,6 +83,21 @@ def test_clean_data_passes_every_check_and_is_published(settings, instance):
     assert len(lake.list_files("published")) == 2  # LATEST and the one snapshot record
     again = delta.read_window(lake, "lake/deduped", sessions_between(settings.start, FIRST, LAST), version=latest["version"])
     assert again.equals(published) and pc.sum(pc.is_null(again["close"])).as_py() == 0  # "as of" production: the checked prices
+
+
+def test_a_backfill_publishes_once_in_a_run_of_its_own(settings, instance):
+    """As a UI backfill runs it: the window's runs, then published_prices alone (it is not
+    partitioned). It publishes the version the window's run wrote, with that run's checks."""
+    defs = defs_for(settings)
+    window = materialize_range(defs, FIRST, LAST, instance)
+    lake = LakeStorage(settings.lake_url)
+    lake.delete("published/LATEST")
+    job = defs.resolve_implicit_global_asset_job_def()
+    alone = job.get_subset(asset_selection={dg.AssetKey("published_prices")}).execute_in_process(instance=instance)
+    assert alone.success and alone.run_id != window.run_id
+    latest = json.loads(lake.read_bytes("published/LATEST"))
+    assert (latest["version"], latest["window"], latest["rows"]) == (0, [FIRST, LAST], 63)
+    assert latest["checks"] == {name: passed for name, (passed, *_) in checks(window).items()} and latest["checks"]["landing_rows_reconcile"]
 
 
 def test_freshness_is_measured_against_the_last_closed_session(settings, instance):

@@ -8,7 +8,7 @@ import json
 
 import dagster as dg
 
-from stock_assets.defs.common import session_partitioned, window_sessions
+from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake import delta, layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.storage import LakeStorage
@@ -36,37 +36,47 @@ def publish_version(storage: LakeStorage, version: int, sessions: list[dt.date],
     return manifest
 
 
-def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, dict[str, bool]]:
-    """The lake/deduped version this run wrote, and its checks (name -> passed)."""
-    written = [r.asset_materialization for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-               if r.asset_materialization.asset_key == dg.AssetKey("deduped_prices") and "delta_version" in r.asset_materialization.metadata]  # fmt: skip
-    if not written:
-        raise dg.Failure(f"run {run_id} wrote no version of {TABLE}: nothing checked to publish", allow_retries=False)
+def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.date], dict[str, bool]]:
+    """The lake/deduped version to publish, the window that wrote it, and that run's checks (name
+    -> passed): this run's own write when it wrote one, else the latest write (a backfill
+    publishes once, in a run of its own after the window runs)."""
+    key = dg.AssetKey("deduped_prices")
+    own = [r.asset_materialization for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+           if r.asset_materialization.asset_key == key and "delta_version" in r.asset_materialization.metadata]  # fmt: skip
+    if own:
+        written, writer = own[-1], run_id
+    else:
+        latest = instance.fetch_materializations(key, limit=1).records
+        if not latest or "delta_version" not in latest[0].asset_materialization.metadata:
+            raise dg.Failure(f"no version of {TABLE} has been written: nothing checked to publish", allow_retries=False)
+        written, writer = latest[0].asset_materialization, latest[0].run_id
     checks = {}
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+    for record in instance.all_logs(writer, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         checks[evaluation.check_name] = checks.get(evaluation.check_name, True) and evaluation.passed
-    return written[-1].metadata["delta_version"].value, checks
+    run = instance.get_run_by_id(writer)
+    first, last = (run.tags.get(tag) if run else None for tag in RANGE_TAGS)
+    window = [dt.date.fromisoformat(d) for d in (first or written.partition, last or written.partition)]
+    return written.metadata["delta_version"].value, window, checks
 
 
 def build(settings: Settings) -> dg.Definitions:
-    partitioned = session_partitioned(settings)
-
-    @dg.asset(**partitioned, deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"deltalake"})
+    @dg.asset(deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"deltalake"})
     def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        """The version of lake/deduped this run wrote and checked, recorded as production in
-        published/LATEST (and published/<timestamp>.json): read it "as of" that version."""
-        sessions = window_sessions(context)
-        storage = lake.storage()
-        version, checks = run_facts(context.instance, context.run.run_id)
-        manifest = publish_version(storage, version, sessions, dt.datetime.now(dt.UTC), context.run.run_id, checks)
+        """The version of lake/deduped written and checked last, recorded as production in
+        published/LATEST (and published/<timestamp>.json): read it "as of" that version.
+
+        Not partitioned: it is one pointer, so a 10-year backfill records one materialization
+        of it, not one per session."""
+        version, window, checks = run_facts(context.instance, context.run.run_id)
+        manifest = publish_version(lake.storage(), version, window, dt.datetime.now(dt.UTC), context.run.run_id, checks)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": manifest["rows"],
                 "table": dg.MetadataValue.path(manifest["table"]),
                 "version": version,
                 "checks_passed": sum(checks.values()), "checks_failed": len(checks) - sum(checks.values()),
-                "window": f"{sessions[0]}..{sessions[-1]}",
+                "window": f"{window[0]}..{window[-1]}",
             }
         )  # fmt: skip
 
