@@ -94,6 +94,12 @@ fi
 # --- the engine -------------------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: $WORK/dockerd.log)"
+  # A bridge left by an earlier engine on this machine: a new one then reports no gateway for its
+  # default network (which the test's webhook listens on). Start from the state of a fresh machine.
+  if command -v ip >/dev/null 2>&1 && ip link show docker0 >/dev/null 2>&1; then
+    log "removing the docker0 bridge an earlier engine left"
+    $SUDO ip link delete docker0
+  fi
   # A session of its own: a signal to this script's process group (Ctrl-C, CI's timeout) must leave
   # the engine up until the clean-up below has taken the stack down.
   $SUDO setsid dockerd >"$WORK/dockerd.log" 2>&1 </dev/null &

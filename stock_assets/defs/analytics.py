@@ -81,7 +81,8 @@ def build(settings: Settings) -> dg.Definitions:
         }
         return dg.Output(values, metadata=metadata)
 
-    @dg.asset(deps=["indicators", "dq_report"], group_name="analytics", kinds={"html", "plotly"})
+    # single_run: `dagster asset materialize --partition-range` takes only assets that declare it.
+    @dg.asset(deps=["indicators", "dq_report"], group_name="analytics", kinds={"html", "plotly"}, backfill_policy=dg.BackfillPolicy.single_run())
     def dashboard(warehouse: WarehouseResource, reports: ReportsResource) -> dg.MaterializeResult:
         """One self-contained HTML page (works offline): price, moving averages, volume, Bollinger, MACD,
         RSI, a volatility heatmap and data quality for the latest 250 loaded sessions, whichever

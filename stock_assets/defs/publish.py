@@ -61,7 +61,8 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.d
 
 
 def build(settings: Settings) -> dg.Definitions:
-    @dg.asset(deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"deltalake"})
+    # single_run: `dagster asset materialize --partition-range` takes only assets that declare it.
+    @dg.asset(deps=["dq_report", "deduped_prices"], group_name="lake", kinds={"deltalake"}, backfill_policy=dg.BackfillPolicy.single_run())
     def published_prices(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         """The version of lake/deduped written and checked last, recorded as production in
         published/LATEST (and published/<timestamp>.json): read it "as of" that version.

@@ -121,7 +121,7 @@ def read_window(storage: LakeStorage, prefix: str, sessions: list[dt.date], sche
     if table is None:
         return (schema or pa.schema([("session", pa.date32())])).empty_table()
     wanted = pc.field("session").isin(pa.array(sorted(set(sessions)), pa.date32()))
-    rows = table.to_pyarrow_dataset().to_table(filter=pc.field(PARTITION).isin(_months(sessions)) & wanted)
+    rows = _files_dataset(storage, prefix, table).to_table(filter=pc.field(PARTITION).isin(_months(sessions)) & wanted)
     rows = sort_rows(rows.drop_columns([PARTITION]))
     return conform(rows, schema) if schema else rows
 
@@ -165,7 +165,18 @@ def maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta) -> dict
             "files_vacuumed": len(removed)}  # fmt: skip
 
 
+def _files_dataset(storage: LakeStorage, prefix: str, table: DeltaTable) -> ds.Dataset:
+    """The version's data files as a pyarrow dataset with the table's schema, `month` from the
+    files' Hive paths. Built from the log's add actions: DeltaTable.to_pyarrow_dataset gives
+    the same rows but takes ~150 ms to build for a 10-year table, longer than the query."""
+    paths = [storage.path(f"{prefix}/{p}") for p in pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()]
+    schema = pa.schema(table.schema().to_arrow())
+    partitioning = ds.partitioning(pa.schema([schema.field(PARTITION)]), flavor="hive")
+    return ds.dataset(paths, schema=schema, format="parquet", filesystem=storage.fs, partitioning=partitioning,
+                      partition_base_dir=storage.path(prefix))  # fmt: skip
+
+
 def dataset(storage: LakeStorage, prefix: str, version: int | dt.datetime | None = None) -> ds.Dataset | None:
     """The table as a pyarrow dataset (for DuckDB or pandas), as of `version` when given."""
     table = open_table(storage, prefix, version)
-    return table.to_pyarrow_dataset() if table is not None else None
+    return _files_dataset(storage, prefix, table) if table is not None else None
