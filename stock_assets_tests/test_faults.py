@@ -115,15 +115,15 @@ from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 
 storage = LakeStorage(sys.argv[1])
-schema = pa.schema([("symbol", pa.string()), ("session", pa.date32()), ("close", pa.float64()), ("month", pa.string())])
+schema = pa.schema([("symbol", pa.string()), ("session", pa.date32()), ("close", pa.float64()), (delta.PARTITION, pa.string())])
 def batches():  # the window's rows arrive, then the writer dies before its commit
     yield pa.record_batch([pa.array(["B"] * 200_000), pa.array([dt.date(2024, 1, 3)] * 200_000, pa.date32()),
-                           pa.array([9.0] * 200_000), pa.array(["2024-01"] * 200_000)], schema=schema)
+                           pa.array([9.0] * 200_000), delta.partition_of(pa.chunked_array([[dt.date(2024, 1, 3)] * 200_000], pa.date32())).combine_chunks()], schema=schema)
     open(sys.argv[2], "w").close()
     time.sleep(120)
     yield from ()
 write_deltalake(delta.table_uri(storage, "lake/deduped"), pa.RecordBatchReader.from_batches(schema, batches()), mode="overwrite",
-                partition_by=["month"], predicate="session >= '2024-01-02' AND session <= '2024-01-05'")
+                partition_by=[delta.PARTITION], predicate="session >= '2024-01-02' AND session <= '2024-01-05'")
 """
 
 

@@ -45,7 +45,7 @@ def test_every_stage_lands_for_a_range(settings, instance):
     assert len(landing) == 21
     for prefix in ("lake/prices", "lake/deduped"):
         table = delta.open_table(lake, prefix)
-        assert table.version() == 0 and [p.split("/")[0] for p in delta.current_files(lake, prefix)] == ["month=2024-01"]  # one commit, one file
+        assert table.version() == 0 and [p.split("/")[0] for p in delta.current_files(lake, prefix)] == ["year=2024"]  # one commit, one file
         rows = delta.dataset(lake, prefix)  # what DuckDB, pandas or Spark read
         assert duckdb.sql("SELECT count(*), count(DISTINCT session) FROM rows").fetchall() == [(63, 21)]
 

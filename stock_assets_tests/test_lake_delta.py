@@ -1,5 +1,5 @@
 """The lake's Delta tables: windows written as single commits, read "as of" a version or a
-moment, compacted to one file per month without losing a row, and vacuumed without losing the
+moment, compacted to one file per year without losing a row, and vacuumed without losing the
 published production version."""
 
 import datetime as dt
@@ -7,6 +7,7 @@ import json
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from stock_assets.defs.maintenance import maintain_lake
@@ -14,7 +15,7 @@ from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 
-SESSIONS = sessions_between("2015-01-02", "2024-01-02", "2024-02-29")  # two months, 41 sessions
+SESSIONS = sessions_between("2015-01-02", "2023-12-01", "2024-01-31")  # two years' sessions, 41 of them
 
 
 def bars(sessions: list[dt.date], close: float) -> pa.Table:
@@ -28,7 +29,7 @@ def daily_runs(lake: LakeStorage) -> None:
         layout.write_sessions(lake, "lake/deduped", bars([session], 1.0), [session])
 
 
-def test_daily_runs_compact_to_one_file_per_month_and_keep_every_row(tmp_path):
+def test_daily_runs_compact_to_one_file_per_year_sorted_by_symbol_and_keep_every_row(tmp_path):
     lake = LakeStorage(str(tmp_path / "lake"))
     daily_runs(lake)
     before = delta.read_window(lake, "lake/deduped", SESSIONS, schema=None)
@@ -36,7 +37,10 @@ def test_daily_runs_compact_to_one_file_per_month_and_keep_every_row(tmp_path):
     reports = {r["table"]: r for r in maintain_lake(lake, 0, dt.datetime.now(dt.UTC))}
     report = reports.pop("lake/deduped")
     assert report["files"] == 2 and report["files_compacted"] == 41
-    assert [p.split("/")[0] for p in delta.current_files(lake, "lake/deduped")] == ["month=2024-01", "month=2024-02"]
+    assert [p.split("/")[0] for p in delta.current_files(lake, "lake/deduped")] == ["year=2023", "year=2024"]
+    for path in delta.current_files(lake, "lake/deduped"):  # as a window write leaves a file: a symbol's rows together
+        symbols = pq.read_table(lake.path(f"lake/deduped/{path}"), filesystem=lake.fs)["symbol"].to_pylist()
+        assert symbols == sorted(symbols) and set(symbols) == {"A", "B"}
     assert delta.read_window(lake, "lake/deduped", SESSIONS, schema=None).equals(before)
     assert report["files_vacuumed"] == 41  # no version within the retention needs the small files
     on_disk = [p.split("lake/deduped/")[1] for p in lake.list_files("lake/deduped") if p.endswith(".parquet")]

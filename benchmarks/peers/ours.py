@@ -119,7 +119,7 @@ def ingest(input: str, first: str, last: str, **_) -> dict:
 
 def lake_dataset(storage, prefix: str):
     """A lake table as one pyarrow dataset, whatever its layout: a Delta table (stock_assets.lake.delta,
-    partitioned by month) or Hive-partitioned Parquet, a file per session."""
+    partitioned by year) or Hive-partitioned Parquet, a file per session."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -135,7 +135,7 @@ def lake_dataset(storage, prefix: str):
 
 def layout_name(storage, prefix: str = "lake/deduped") -> str:
     if storage.list_files(f"{prefix}/_delta_log"):
-        return "Delta table, partitioned by month"
+        return "Delta table, partitioned by year, sorted by symbol"
     return "Parquet, a file per session (Hive)"
 
 

@@ -465,10 +465,10 @@ def test_step6_a_backfill_runs_in_several_run_containers_at_once_and_step7_finds
     listing = sh(with_override(lake), checkout, 120, "step7-lake").stdout
     parquet = [line.split()[-1] for line in listing.splitlines() if line.strip().endswith(".parquet")]
     assert parquet, f"no Parquet file in the lake\n{listing[-3000:]}"
-    # The bucket is new: all of it is this backfill's. The lake's keys are partitioned by date (by
-    # session or by month): each month of the range is in some key.
-    months = sorted({s[:7] for s in sessions})
-    missing = [m for m in months if not any(m in key for key in parquet)]
+    # The bucket is new: all of it is this backfill's. The lake's Delta tables are partitioned by
+    # year (stock_assets/lake/delta.py): each year of the range is in some key.
+    years = sorted({s[:4] for s in sessions})
+    missing = [y for y in years if not any(f"year={y}/" in key for key in parquet)]
     assert not missing, f"no Parquet file in the lake for {missing}\n{listing[-3000:]}"
 
 

@@ -11,7 +11,7 @@ from stock_assets.transforms.dedup import dedupe_latest
 def build(settings: Settings) -> dg.Definitions:
     @lake_asset(settings, "lake/prices", "lake", {"deltalake"})
     def lake_parquet(context: dg.AssetExecutionContext, landing_csv: pa.Table) -> dg.Output[pa.Table]:
-        """Every landed bar, typed, in the Delta table lake/prices (partitioned by month)."""
+        """Every landed bar, typed, in the Delta table lake/prices (partitioned by year)."""
         return dg.Output(landing_csv, metadata=table_metadata(context, landing_csv, window_sessions(context)))
 
     @lake_asset(settings, "lake/deduped", "lake", {"deltalake", "duckdb"})

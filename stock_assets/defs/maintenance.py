@@ -1,5 +1,5 @@
 """Lake maintenance: every Sunday (and from the UI), each Delta table of the lake is compacted
-(one file per month) and vacuumed. Vacuum deletes the files no version newer than the retention
+(one file per year) and vacuumed. Vacuum deletes the files no version newer than the retention
 needs: versions older than STOCK_ASSETS_LAKE_RETENTION_DAYS can no longer be read "as of", except
 the published production version, which is always kept readable."""
 
@@ -46,7 +46,7 @@ def build(settings: Settings) -> dg.Definitions:
             "retention_hours": reports[0]["retention_hours"] if reports and "retention_hours" in reports[0] else 0,
         })  # fmt: skip
 
-    @dg.job(description="Compact (one file per month) and vacuum (STOCK_ASSETS_LAKE_RETENTION_DAYS) the lake's Delta tables.")
+    @dg.job(description="Compact (one file per year) and vacuum (STOCK_ASSETS_LAKE_RETENTION_DAYS) the lake's Delta tables.")
     def lake_maintenance_job():
         compact_and_vacuum_lake()
 

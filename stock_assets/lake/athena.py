@@ -25,7 +25,7 @@ TABLES = {
 
 def table_ddl(name: str, location: str, schema: pa.Schema) -> str:
     columns = ", ".join(f.name for f in schema)
-    return f"""-- {name}: {columns}; partitioned by month (YYYY-MM of session)
+    return f"""-- {name}: {columns}; partitioned by year (of session), rows sorted by symbol
 CREATE EXTERNAL TABLE IF NOT EXISTS {name}
 LOCATION '{location}/'
 TBLPROPERTIES ('table_type' = 'DELTA');

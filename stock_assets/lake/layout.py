@@ -5,7 +5,7 @@
     landing/<session>/ext-<digest>.csv                                      rows of a file dropped in landing/incoming/
     landing/<session>/_<file>.json                                          what was written: rows, bytes, SHA-256
     quarantine/<name> + <name>.reason.txt                                   rows set aside, and why
-    lake/<table>/ (_delta_log/, month=<YYYY-MM>/*.parquet)                  Delta tables (lake/delta.py)
+    lake/<table>/ (_delta_log/, year=<YYYY>/*.parquet)                  Delta tables (lake/delta.py)
 
 Writing a window replaces what the window held before (idempotent re-runs): landing and raw
 files are each written atomically by LakeStorage, a Delta table's window in one commit.
@@ -30,7 +30,7 @@ from stock_assets.seed_csv import LandingFormatError, from_landing_csv, landing_
 log = logging.getLogger("stock_assets.lake")
 STAMP = "%Y%m%dT%H%M%S%fZ"
 QUARANTINE = "quarantine"
-SORT_COLUMNS = delta.SORT_COLUMNS
+LANDING_ORDER = ("session", "symbol", "interval", "ts", "ingested_at")  # a file per session: sessions first
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -85,7 +85,7 @@ def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = 
 def _session_runs(bars: pa.Table) -> tuple[pa.Table, list[tuple[dt.date, int, int]]]:
     """The bars sorted one way (equal data gives equal bytes), and each session's rows in it as
     (session, first row, end row)."""
-    bars = delta.sort_rows(bars)
+    bars = bars.sort_by([(c, "ascending") for c in LANDING_ORDER if c in bars.column_names])
     days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else np.array([], int)
     ends = np.r_[starts[1:], len(days)]

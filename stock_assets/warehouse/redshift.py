@@ -10,7 +10,7 @@
 Which files:
 - With `lake_prefix` (prices from lake/deduped, indicators, dq_report): the current version's
   data files of the lake's Delta table that hold the window (lake/delta.py window_files), listed
-  in a manifest: one COPY per window. A file holds a month, so it may hold sessions outside the
+  in a manifest: one COPY per window. A file holds a year, so it may hold sessions outside the
   window: the insert takes the window's only, and the per-session count check catches any file
   that disagrees with the rows the asset returned.
 - Otherwise: the Arrow table written as one Parquet object under warehouse/staging/ and COPYed
@@ -87,7 +87,7 @@ class RedshiftWarehouse(PostgresWarehouse):
 
     def _files(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None) -> list[tuple[str, int]]:
         """(URI, size) of the Parquet files to COPY: the lake table's files that hold the window
-        (they may hold other sessions of its months too: the insert takes the window's only), or
+        (they may hold other sessions of its year too: the insert takes the window's only), or
         the rows written as one staging file."""
         if lake_prefix:
             if entries := delta.window_files(self.lake, lake_prefix, first, last):
