@@ -99,6 +99,13 @@ def test_a_backfill_publishes_once_in_a_run_of_its_own(settings, instance):
     assert (latest["version"], latest["window"], latest["rows"]) == (0, [FIRST, LAST], 63)
     assert latest["checks"] == {name: passed for name, (passed, *_) in checks(window).items()} and latest["checks"]["landing_rows_reconcile"]
 
+    # A window whose blocking checks failed wrote a version too: publishing alone refuses it.
+    assert not materialize_range(defs_for(with_faults(settings, "nulls")), FIRST, LAST, instance).success
+    refused = job.get_subset(asset_selection={dg.AssetKey("published_prices")}).execute_in_process(instance=instance, raise_on_error=False)
+    [failure] = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "prices_not_null" in failure.event_specific_data.error.message and "not published" in failure.event_specific_data.error.message
+    assert json.loads(lake.read_bytes("published/LATEST")) == latest
+
 
 def test_freshness_is_measured_against_the_last_closed_session(settings, instance):
     result = materialize_range(defs_for(settings), FIRST, LAST, instance)

@@ -50,10 +50,15 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.d
         if not latest or "delta_version" not in latest[0].asset_materialization.metadata:
             raise dg.Failure(f"no version of {TABLE} has been written: nothing checked to publish", allow_retries=False)
         written, writer = latest[0].asset_materialization, latest[0].run_id
-    checks = {}
+    checks, failed = {}, set()
     for record in instance.all_logs(writer, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         checks[evaluation.check_name] = checks.get(evaluation.check_name, True) and evaluation.passed
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.add(evaluation.check_name)
+    if failed:  # in a run of its own (a backfill's), nothing else stops an unchecked version
+        raise dg.Failure(f"the latest write of {TABLE} (version {written.metadata['delta_version'].value}, run {writer}) failed "
+                         f"{', '.join(sorted(failed))}: not published; production stays as it was", allow_retries=False)  # fmt: skip
     run = instance.get_run_by_id(writer)
     first, last = (run.tags.get(tag) if run else None for tag in RANGE_TAGS)
     window = [dt.date.fromisoformat(d) for d in (first or written.partition, last or written.partition)]
