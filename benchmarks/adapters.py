@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.lake import layout
-from stock_assets.providers.registry import parse_payload
+from stock_assets.providers import registry
 from stock_assets.providers.synthetic import SyntheticProvider
 
 
@@ -54,7 +54,8 @@ def fetch_synthetic(symbols: list[str], sessions: list[dt.date]) -> list:
 
 
 def parse_payloads(payloads: list) -> pa.Table:
-    return pa.concat_tables([parse_payload(p) for p in payloads])
+    """As landing_csv parses raw_prices' payloads (none fails here)."""
+    return pa.concat_tables(registry.parse_payloads(payloads, ()))
 
 
 def synthetic_table(symbols: list[str], sessions: list[dt.date]) -> pa.Table:

@@ -11,7 +11,7 @@ from stock_assets.lake.io_manager import LakeResource
 from stock_assets.preflight import unreachable
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.providers.errors import ProviderError
-from stock_assets.providers.registry import parse_payload
+from stock_assets.providers.registry import parse_payloads
 from stock_assets.providers.resource import MissingSettingError, ProviderResource
 from stock_assets.schema import BAR_SCHEMA
 from stock_assets.seed_csv import LandingFormatError, to_landing_csv
@@ -143,12 +143,12 @@ def build(settings: Settings) -> dg.Definitions:
         with its reason; bars outside the window (a full-history answer) stay in raw/ only."""
         sessions = window_sessions(context)
         parsed, unreadable = [], {}
-        for payload in raw_prices:
-            try:
-                parsed.append(parse_payload(payload))
-            except (ProviderError, LandingFormatError) as err:  # keep the rest; the payload stays in raw/
-                unreadable[f"{payload.symbol} part {payload.part}"] = str(err)
-                context.log.error(f"landing_csv: cannot parse {payload.provider} payload for {payload.symbol}: {err}")
+        for payload, result in zip(raw_prices, parse_payloads(raw_prices, (ProviderError, LandingFormatError))):
+            if isinstance(result, pa.Table):
+                parsed.append(result)
+            else:  # keep the rest; the payload stays in raw/
+                unreadable[f"{payload.symbol} part {payload.part}"] = str(result)
+                context.log.error(f"landing_csv: cannot parse {payload.provider} payload for {payload.symbol}: {result}")
         bars = pa.concat_tables(parsed) if parsed else BAR_SCHEMA.empty_table()
         sorted_out = sort_window_bars(bars, sessions)
         storage = lake.storage()

@@ -29,6 +29,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
+from stock_assets import tables
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import BAR_SCHEMA, conform
 
@@ -82,12 +83,12 @@ def partition_of(sessions: pa.ChunkedArray):
 
 
 def in_window(table: pa.Table, sessions: list[dt.date]) -> pa.Table:
-    return table.filter(pc.field("session").isin(pa.array(sorted(set(sessions)), pa.date32())))
+    return tables.only(table, pc.is_in(table["session"], value_set=pa.array(sorted(set(sessions)), pa.date32())))
 
 
 def sort_rows(table: pa.Table) -> pa.Table:
     """Rows in one order whatever files they came from: equal data, equal tables."""
-    return table.sort_by([(c, "ascending") for c in SORT_COLUMNS if c in table.column_names])
+    return tables.sort(table, [c for c in SORT_COLUMNS if c in table.column_names])
 
 
 # A commit that lost to another writer's (two runs creating the table, or a conflicting window)

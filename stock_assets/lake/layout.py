@@ -16,11 +16,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stock_assets import tables
 from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
@@ -85,8 +88,13 @@ def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = 
 def _session_runs(bars: pa.Table) -> tuple[pa.Table, list[tuple[dt.date, int, int]]]:
     """The bars sorted one way (equal data gives equal bytes), and each session's rows in it as
     (session, first row, end row)."""
-    bars = bars.sort_by([(c, "ascending") for c in LANDING_ORDER if c in bars.column_names])
     days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    if tables.is_sorted(bars, [c for c in LANDING_ORDER[1:] if c in bars.column_names]) and bars["session"].null_count == 0:
+        order = np.argsort(days, kind="stable")  # parsed payloads come by symbol, in time: sessions first is enough
+        bars, days = bars.take(order), days[order]
+    else:
+        bars = bars.sort_by([(c, "ascending") for c in LANDING_ORDER if c in bars.column_names])
+        days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else np.array([], int)
     ends = np.r_[starts[1:], len(days)]
     epoch = dt.date(1970, 1, 1)
@@ -100,15 +108,25 @@ def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
 
 
 def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, list]:
-    """Each session's landing CSV as chunks (header, rows), the whole window encoded in one call
-    and cut at the sessions' line ends: the same bytes as encoding each session on its own."""
-    body = to_landing_csv(bars)
-    ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
-    if len(ends) != bars.num_rows + 1:  # a value holding a line break: encode session by session
-        return {session: [to_landing_csv(bars.slice(s, e - s))] for session, s, e in runs}
-    view = memoryview(body)
-    header = view[: ends[0] + 1]
-    return {session: [header, view[ends[s] + 1 : ends[e] + 1]] for session, s, e in runs}
+    """Each session's landing CSV as chunks (header, rows): the window encoded in a few calls, one
+    per core on runs of whole sessions (the encoder releases the GIL), and cut at the sessions'
+    line ends: the same bytes as encoding each session on its own."""
+    if not runs:
+        return {}
+    pieces = np.array_split(np.arange(len(runs)), min(len(runs), os.cpu_count() or 1))
+    spans = [(runs[p[0]][1], runs[p[-1]][2]) for p in pieces]
+    with ThreadPoolExecutor(len(spans)) as pool:
+        bodies = list(pool.map(lambda span: to_landing_csv(bars.slice(span[0], span[1] - span[0])), spans))
+    out = {}
+    for (first, last), body, piece in zip(spans, bodies, pieces):
+        ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
+        if len(ends) != last - first + 1:  # a value holding a line break: encode session by session
+            return {session: [to_landing_csv(bars.slice(s, e - s))] for session, s, e in runs}
+        view = memoryview(body)
+        header = view[: ends[0] + 1]
+        for session, s, e in (runs[i] for i in piece):
+            out[session] = [header, view[ends[s - first] + 1 : ends[e - first] + 1]]
+    return out
 
 
 def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_prefix: str | None = None) -> None:

@@ -3,10 +3,13 @@
 import duckdb
 import pyarrow as pa
 
-from stock_assets.schema import conform
+from stock_assets import tables
+from stock_assets.schema import KEY_COLUMNS, conform
 
 
 def dedupe_latest(bars: pa.Table) -> pa.Table:
+    if tables.is_sorted(bars, KEY_COLUMNS) and not tables.repeated_rows(bars, KEY_COLUMNS).any():
+        return bars  # no key twice (the usual window, read sorted from the lake): nothing to choose
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("bars", bars)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import talib
 
+from stock_assets import tables
 from stock_assets.calendar import session_offset, session_positions
 
 LOOKBACK_SESSIONS = 400
@@ -83,7 +84,7 @@ def _days(column: pa.ChunkedArray) -> np.ndarray:
 def compute_indicators(bars: pa.Table) -> pa.Table:
     """INDICATOR_SCHEMA rows, one per bar of `bars` (canonical bar columns; at least the keys,
     high, low and close), ordered by symbol, interval, ts."""
-    bars = bars.sort_by([("symbol", "ascending"), ("interval", "ascending"), ("ts", "ascending")])
+    bars = tables.sort(bars, ["symbol", "interval", "ts"])
     n = bars.num_rows
     high, low, close, adj = (_float(bars, c) for c in PRICE_COLUMNS)
     adjusted = np.isfinite(adj)
@@ -119,8 +120,9 @@ def indicators_for_window(warehouse, first: dt.date, last: dt.date, lookback: in
     Returns the rows and the first session read."""
     since = session_offset(first, -lookback)
     bars = warehouse.query(
-        "SELECT symbol, session, ts, interval, high, low, close, adj_close FROM prices WHERE session BETWEEN ? AND ?",
+        "SELECT symbol, session, ts, interval, high, low, close, adj_close FROM prices WHERE session BETWEEN ? AND ?"
+        " ORDER BY symbol, interval, ts",
         [since, last],
     )
     values = compute_indicators(bars)
-    return values.filter(pc.greater_equal(values["session"], pa.scalar(first, pa.date32()))), since
+    return tables.only(values, pc.greater_equal(values["session"], pa.scalar(first, pa.date32()))), since

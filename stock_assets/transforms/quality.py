@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stock_assets import tables
 from stock_assets.schema import KEY_COLUMNS, REQUIRED_COLUMNS
 
 DQ_SCHEMA = pa.schema(
@@ -86,6 +87,8 @@ def _ohlc_inconsistent(t: pa.Table) -> pa.Array:
 
 def duplicate_key(t: pa.Table) -> pa.Array:
     """True for every row that shares its (symbol, interval, ts) with another row."""
+    if tables.is_sorted(t, KEY_COLUMNS):
+        return pa.array(tables.repeated_rows(t, KEY_COLUMNS))
     keys = t.select(list(KEY_COLUMNS)).group_by(list(KEY_COLUMNS)).aggregate([([], "count_all")])
     dupes = keys.filter(pc.greater(keys["count_all"], 1)).drop_columns(["count_all"])
     mask = np.zeros(t.num_rows, bool)
