@@ -9,6 +9,7 @@ downstream (the warehouse load, the published snapshot) runs.
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,8 +49,8 @@ def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_th
     """Every dq_report row of the window, run id and time left empty. `landing`: rows in landing
     per session and the damaged landing files (layout.inspect_landing)."""
     landing_rows, damaged = landing
-    cal = nyse_calendar().schedule["close"]
-    closes = {s: cal.loc[str(s)].to_pydatetime() for s in sessions}
+    cal = nyse_calendar().schedule["close"].reindex(pd.DatetimeIndex(sessions))  # one lookup for the window
+    closes = dict(zip(sessions, cal.dt.to_pydatetime()))
     return pa.concat_tables(
         [
             evaluate(RULES, deduped, sessions, "deduped_prices"),

@@ -197,10 +197,18 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     return paths, conform(bars if order == sorted(order) else pa.concat_tables([by_session[s] for s in order]))
 
 
+def _landing_listing(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
+    """Everything in the window's landing folders, in session order."""
+    return [path for paths in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in paths]
+
+
+def _csv_files(listing: list[str]) -> list[str]:
+    return [path for path in listing if not path.rsplit("/", 1)[1].startswith("_") and path.endswith(".csv")]
+
+
 def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
     """Every landing CSV in the window's folders, ours and dropped ones, in session order."""
-    found = storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions)
-    return [path for paths in found for path in paths if not path.rsplit("/", 1)[1].startswith("_") and path.endswith(".csv")]
+    return _csv_files(_landing_listing(storage, sessions))
 
 
 def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
@@ -248,11 +256,11 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict
             return dates, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes"
         return dates, None
 
-    paths = landing_files(storage, sessions)
+    listing = _landing_listing(storage, sessions)
+    paths = _csv_files(listing)
     found = storage.map(inspect, paths)
     damaged = {storage.uri(p): why for p, (_, why) in zip(paths, found) if why}
-    folders = storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions)
-    for path in (p for listed in folders for p in listed if p.rsplit("/", 1)[1].startswith("_") and p.endswith(".csv.json")):
+    for path in (p for p in listing if p.rsplit("/", 1)[1].startswith("_") and p.endswith(".csv.json")):
         written = path.rsplit("/", 1)[0] + "/" + path.rsplit("/", 1)[1][1:].removesuffix(".json")
         if written not in paths:
             damaged[storage.uri(written)] = "recorded as written, but the file is gone (moved to quarantine/landing/ as unreadable?); re-run the window"

@@ -43,10 +43,15 @@ def intact(damaged: dict[str, str], sessions: list[dt.date]) -> pa.Table:
 
 def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], asset: str) -> pa.Table:
     """Per session, the symbols of the universe with no bar at all (WARN: a listing can pause)."""
-    present = _con(bars=bars.select(["session", "symbol"])).sql("SELECT session, list(DISTINCT symbol) FROM bars GROUP BY session").fetchall()
-    have = {session: set(found) for session, found in present}
-    missing = {s: sorted(set(symbols) - have.get(s, set())) for s in sessions}
-    samples = {s: ", ".join(f"{sym}@{s}" for sym in m[:SAMPLE_SIZE]) for s, m in missing.items() if m}
+    expected = pa.table({"session": pa.array(sessions, pa.date32())}), pa.table({"symbol": pa.array(sorted(set(symbols)), pa.string())})
+    con = _con(bars=bars.select(["session", "symbol"]), sessions=expected[0], universe=expected[1])
+    gaps = con.sql(
+        "SELECT session, symbol FROM sessions CROSS JOIN universe ANTI JOIN bars USING (session, symbol) ORDER BY session, symbol"
+    ).fetchall()  # only the missing (session, symbol) pairs come back to Python: usually none
+    missing: dict[dt.date, list[str]] = {}
+    for session, symbol in gaps:
+        missing.setdefault(session, []).append(symbol)
+    samples = {s: ", ".join(f"{sym}@{s}" for sym in m[:SAMPLE_SIZE]) for s, m in missing.items()}
     return session_rows("prices_complete", "WARN", asset, sessions, {s: len(m) for s, m in missing.items()}, samples)
 
 
