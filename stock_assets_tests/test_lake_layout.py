@@ -80,6 +80,24 @@ def test_landing_by_date_prefix_replaces_its_window(lake, bars):
     assert lake.list_files(f"landing/{SESSIONS[0]}") == []
 
 
+def test_landing_rows_come_from_the_records_of_intact_files_and_from_the_rows_of_the_rest(lake, bars):
+    import json
+
+    layout.write_landing(lake, bars, SESSIONS)
+    expected = {s: 2 for s in SESSIONS}
+    assert layout.inspect_landing(lake, SESSIONS) == (expected, {})
+    first, second = layout.landing_files(lake, SESSIONS)[:2]
+    record = json.loads(lake.read_bytes(layout.record_path(first)))
+    assert record["sessions"] == {str(SESSIONS[0]): 2}
+    del record["sessions"]  # a record written before records counted sessions: the file is parsed
+    lake.write_bytes(layout.record_path(first), json.dumps(record).encode())
+    body = lake.read_bytes(second)
+    lake.write_bytes(second, body[: body.rindex(b"\n", 0, len(body) - 1) + 1])  # its last row cut off
+    rows, damaged = layout.inspect_landing(lake, SESSIONS)
+    assert rows == expected | {SESSIONS[1]: 1}
+    assert list(damaged) == [lake.uri(second)] and "changed since written: 1 rows" in damaged[lake.uri(second)]
+
+
 def test_a_window_is_one_delta_commit_and_a_rerun_is_idempotent(lake, bars):
     written = layout.write_sessions(lake, "lake/prices", bars, SESSIONS)
     assert written == [f"{lake.uri('lake/prices')}@v0"]

@@ -31,7 +31,7 @@ class LakeResource(dg.ConfigurableResource):
         return LakeStorage(self.url)
 
 
-HANDOFF_MAX_BYTES = 512 << 20  # per run: two 10-year windows of 500 symbols' daily bars
+HANDOFF_MAX_BYTES = 384 << 20  # per run: two 10-year windows of 500 symbols' daily bars (~170 MiB each), not three
 
 
 def _sessions(context: dg.InputContext | dg.OutputContext) -> list[dt.date]:

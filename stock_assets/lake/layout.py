@@ -11,6 +11,7 @@ Writing a window replaces what the window held before (idempotent re-runs): land
 files are each written atomically by LakeStorage, a Delta table's window in one commit.
 """
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -154,7 +155,9 @@ def write_landing_file(storage: LakeStorage, path: str, rows: pa.Table, chunks: 
     for chunk in chunks:
         digest.update(chunk)
     size = sum(len(c) for c in chunks)
-    record = {"rows": rows.num_rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat()}
+    counts = pc.value_counts(rows["session"]).to_pylist() if rows.num_rows else []
+    record = {"rows": rows.num_rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat(),
+              "sessions": {str(c["values"]): c["counts"] for c in counts if c["values"] is not None}}  # fmt: skip
     storage.write_bytes(record_path(path), json.dumps(record).encode())
 
 
@@ -236,25 +239,30 @@ def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
 
 
 def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict[dt.date, int], dict[str, str]]:
-    """Rows in landing per session (by each row's date, parsing nothing else), and the files that
+    """Rows in landing per session (as a file's record counted them when the file is the one recorded,
+    else by each row's date, parsing nothing else), and the files that
     differ from their record ({uri: what differs}): truncated, emptied, edited, unreadable or
     never recorded."""
 
-    def inspect(path: str) -> tuple[pa.Array | None, str | None]:
+    def inspect(path: str) -> tuple[dict[str, int] | None, str | None]:
         body = storage.read_bytes(path)
         try:
             record = json.loads(storage.read_bytes(record_path(path)))
         except FileNotFoundError:
             record = None
+        intact = record is not None and hashlib.sha256(body).hexdigest() == record["sha256"]
+        if intact and "sessions" in record:
+            return record["sessions"], None  # the very bytes the record counted: nothing to parse
         try:
             dates = landing_dates(body, storage.uri(path))
         except LandingFormatError as err:
             return None, f"unreadable: {err}"
+        counts = {str(c["values"]): c["counts"] for c in pc.value_counts(dates).to_pylist() if c["values"] is not None}
         if record is None:
-            return dates, "no record of it being written (written by hand, or its writer died)"
-        if hashlib.sha256(body).hexdigest() != record["sha256"]:
-            return dates, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes"
-        return dates, None
+            return counts, "no record of it being written (written by hand, or its writer died)"
+        if not intact:
+            return counts, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes"
+        return counts, None
 
     listing = _landing_listing(storage, sessions)
     paths = _csv_files(listing)
@@ -264,11 +272,10 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict
         written = path.rsplit("/", 1)[0] + "/" + path.rsplit("/", 1)[1][1:].removesuffix(".json")
         if written not in paths:
             damaged[storage.uri(written)] = "recorded as written, but the file is gone (moved to quarantine/landing/ as unreadable?); re-run the window"
-    dates = [d for d, _ in found if d is not None]
-    if not dates:
-        return {}, damaged
-    counts = pc.value_counts(pa.chunked_array(dates, pa.date32()).combine_chunks())
-    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())), damaged
+    rows: collections.Counter = collections.Counter()
+    for counts, _ in found:
+        rows.update(counts or {})
+    return {dt.date.fromisoformat(d): n for d, n in rows.items()}, damaged
 
 
 def landing_record_rows(storage: LakeStorage, sessions: list[dt.date]) -> int:
