@@ -145,19 +145,18 @@ def record_path(path: str) -> str:
     return f"{folder}/_{name}.json"
 
 
-def write_landing_file(storage: LakeStorage, path: str, rows: pa.Table, chunks: list | None = None) -> None:
-    """One landing CSV (`chunks` when already encoded), then the record of what it holds (rows,
-    bytes, SHA-256): the landing reconcile compares the file with it, so a file truncated,
-    emptied or edited later is found. Hidden name (`_`): readers of the folder skip it."""
+def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: pa.Table, chunks: list | None = None) -> None:
+    """One landing CSV of one session's `rows` (`chunks` when already encoded), then the record of
+    what it holds (rows, bytes, SHA-256): the landing reconcile compares the file with it, so a
+    file truncated, emptied or edited later is found. Hidden name (`_`): readers of the folder skip it."""
     chunks = chunks if chunks is not None else [to_landing_csv(rows)]
     storage.write_chunks(path, chunks)
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(chunk)
     size = sum(len(c) for c in chunks)
-    counts = pc.value_counts(rows["session"]).to_pylist() if rows.num_rows else []
     record = {"rows": rows.num_rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat(),
-              "sessions": {str(c["values"]): c["counts"] for c in counts if c["values"] is not None}}  # fmt: skip
+              "sessions": {str(session): rows.num_rows}}  # fmt: skip
     storage.write_bytes(record_path(path), json.dumps(record).encode())
 
 
@@ -189,7 +188,7 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
         path = None
         if rows is not None:
             path = f"landing/{session}/{stamp(pc.max(rows['ingested_at']).as_py())}.csv"
-            write_landing_file(storage, path, rows, bodies[session])
+            write_landing_file(storage, path, session, rows, bodies[session])
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
         return path
@@ -234,7 +233,7 @@ def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
             log.warning("%s: %s; moved to quarantine/landing/", storage.uri(path), err)
             return None
 
-    tables = [t for t in storage.map(read, landing_files(storage, sessions)) if t is not None]
+    tables = [t for t in storage.map(read, landing_files(storage, sessions), cpu=True) if t is not None]
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
 

@@ -102,13 +102,15 @@ class LakeStorage:
             self.fs.delete_file(path)
         return stale
 
-    def map(self, fn: Callable, items: Iterable) -> list:
-        """`fn` over `items` on a few threads, results in order, the first error raised. A window
-        is thousands of small files; pyarrow's encoders and file and S3 calls release the GIL."""
+    def map(self, fn: Callable, items: Iterable, cpu: bool = False) -> list:
+        """`fn` over `items`, results in order, the first error raised. On S3 on many threads (each
+        call waits on the network); locally on a thread per core when `fn` is CPU work that
+        releases the GIL (parsing), else inline: a local file operation takes less time than
+        handing it to a thread (measured: 2,520 folder listings 0.05 s inline, 0.2 s on a pool)."""
         items = list(items)
-        if len(items) < 2:
+        workers = 16 if not self.is_local else (os.cpu_count() or 1) if cpu else 1
+        if len(items) < 2 or workers == 1:
             return [fn(item) for item in items]
-        workers = (os.cpu_count() or 1) + 2 if self.is_local else 16  # S3: latency, not CPU
         with ThreadPoolExecutor(min(workers, len(items))) as pool:
             return list(pool.map(fn, items))
 
