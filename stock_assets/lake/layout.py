@@ -287,7 +287,8 @@ def landing_record_rows(storage: LakeStorage, sessions: list[dt.date]) -> int:
 
 def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
     """Replace the window's sessions of the Delta table at `prefix` in one commit; [its URI@version]."""
-    return write_and_keep(storage, prefix, table, sessions)[0]
+    version, _ = delta.write_window(storage, prefix, table, sessions)
+    return [f"{storage.uri(prefix)}@v{version}"]
 
 
 def write_and_keep(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
