@@ -59,13 +59,10 @@ def stage_raw(ctx: Ctx) -> int:
 
 
 def stage_landing(ctx: Ctx) -> int:
-    import pyarrow.compute as pc
-
     from benchmarks.adapters import layout, parse_payloads
+    from stock_assets.transforms.accounting import sort_window_bars
 
-    bars = parse_payloads(layout.read_raw(ctx.storage, *ctx.window, exact=True))
-    first, last = ctx.window
-    bars = bars.filter(pc.and_(pc.greater_equal(bars["session"], first), pc.less_equal(bars["session"], last)))
+    bars = sort_window_bars(parse_payloads(layout.read_raw(ctx.storage, *ctx.window, exact=True)), ctx.sessions).landed
     ctx.store("landing", bars)
     return bars.num_rows
 

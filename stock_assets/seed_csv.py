@@ -31,13 +31,18 @@ def utc_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(pc.cast(naive, pa.string()), "Z", "")
 
 
-def to_landing_csv(bars: pa.Table) -> bytes:
+def landing_csv_buffer(bars: pa.Table) -> pa.Buffer:
+    """The landing CSV of `bars` in an Arrow buffer (no copy into Python bytes)."""
     table = bars.rename_columns(["date" if c == "session" else c for c in bars.column_names])
     for name in ("ts", "ingested_at"):
         table = table.set_column(table.column_names.index(name), name, utc_text(table[name]))
-    buf = io.BytesIO()
-    pacsv.write_csv(table.select(SEED_COLUMNS + EXTRA_COLUMNS), buf, pacsv.WriteOptions(quoting_header="none"))
-    return buf.getvalue()
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table.select(SEED_COLUMNS + EXTRA_COLUMNS), sink, pacsv.WriteOptions(quoting_header="none"))
+    return sink.getvalue()
+
+
+def to_landing_csv(bars: pa.Table) -> bytes:
+    return landing_csv_buffer(bars).to_pybytes()
 
 
 def _reading(body: bytes) -> pacsv.ReadOptions:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,11 +30,12 @@ from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
-from stock_assets.seed_csv import LandingFormatError, from_landing_csv, landing_dates, to_landing_csv
+from stock_assets.seed_csv import LandingFormatError, from_landing_csv, landing_csv_buffer, landing_dates, to_landing_csv
 
 log = logging.getLogger("stock_assets.lake")
 STAMP = "%Y%m%dT%H%M%S%fZ"
 QUARANTINE = "quarantine"
+PIECE_ROWS = 65536  # rows of landing CSV encoded at a time (about 10 MiB)
 LANDING_ORDER = ("session", "symbol", "interval", "ts", "ingested_at")  # a file per session: sessions first
 
 
@@ -108,26 +110,38 @@ def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
     return {session: bars.slice(s, e - s) for session, s, e in runs}
 
 
-def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, list]:
-    """Each session's landing CSV as chunks (header, rows): the window encoded in a few calls, one
-    per core on runs of whole sessions (the encoder releases the GIL), and cut at the sessions'
-    line ends: the same bytes as encoding each session on its own."""
-    if not runs:
-        return {}
-    pieces = np.array_split(np.arange(len(runs)), min(len(runs), os.cpu_count() or 1))
-    spans = [(runs[p[0]][1], runs[p[-1]][2]) for p in pieces]
-    with ThreadPoolExecutor(len(spans)) as pool:
-        bodies = list(pool.map(lambda span: to_landing_csv(bars.slice(span[0], span[1] - span[0])), spans))
-    out = {}
-    for (first, last), body, piece in zip(spans, bodies, pieces):
-        ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
-        if len(ends) != last - first + 1:  # a value holding a line break: encode session by session
-            return {session: [to_landing_csv(bars.slice(s, e - s))] for session, s, e in runs}
-        view = memoryview(body)
-        header = view[: ends[0] + 1]
-        for session, s, e in (runs[i] for i in piece):
-            out[session] = [header, view[ends[s - first] + 1 : ends[e - first] + 1]]
-    return out
+def _encode(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, list]:
+    """Each session's landing CSV as chunks (header, rows), the runs' rows encoded in one call and
+    cut at the sessions' line ends: the same bytes as encoding each session on its own."""
+    first, last = runs[0][1], runs[-1][2]
+    body = landing_csv_buffer(bars.slice(first, last - first))
+    ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
+    if len(ends) != last - first + 1:  # a value holding a line break: encode session by session
+        return {session: [to_landing_csv(bars.slice(s, e - s))] for session, s, e in runs}
+    view = memoryview(body)
+    header = view[: ends[0] + 1]
+    return {session: [header, view[ends[s - first] + 1 : ends[e - first] + 1]] for session, s, e in runs}
+
+
+def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> Iterator[dict[dt.date, list]]:
+    """The sessions' landing CSVs, in order, a piece of about PIECE_ROWS rows at a time: pieces are
+    encoded ahead on a thread per core (the encoder releases the GIL) while the caller writes, at
+    most one per core ahead, so memory holds a few pieces and never the window's whole CSV."""
+    pieces, rows = [[]], 0
+    for run in runs:
+        if rows >= PIECE_ROWS:
+            pieces, rows = [*pieces, []], 0
+        pieces[-1].append(run)
+        rows += run[2] - run[1]
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:
+        ahead: collections.deque = collections.deque()
+        for piece in (p for p in pieces if p):
+            ahead.append(pool.submit(_encode, bars, piece))
+            if len(ahead) > workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_prefix: str | None = None) -> None:
@@ -177,23 +191,27 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     hold only these files."""
     bars, runs = _session_runs(bars)
     by_session = {session: bars.slice(s, e - s) for session, s, e in runs}
-    bodies = _landing_bodies(bars, runs)
     storage.clean_temporary()
     strays = sorted(set(by_session) - set(sessions))
     if strays:  # the caller sets such bars aside first (landing_csv): none may vanish here
         raise ValueError(f"bars outside the landing window's sessions: {', '.join(map(str, strays[:5]))}")
 
-    def write(session: dt.date) -> str | None:
-        rows = by_session.get(session)
+    def write(item: tuple[dt.date, list | None]) -> str | None:
+        session, chunks = item
         path = None
-        if rows is not None:
+        if chunks is not None:
+            rows = by_session[session]
             path = f"landing/{session}/{stamp(pc.max(rows['ingested_at']).as_py())}.csv"
-            write_landing_file(storage, path, session, rows, bodies[session])
+            write_landing_file(storage, path, session, rows, chunks)
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
         return path
 
-    paths = [path for path in storage.map(write, sessions) if path]
+    written = {}
+    for bodies in _landing_bodies(bars, runs):
+        written |= dict(zip(bodies, storage.map(write, bodies.items())))
+    storage.map(write, [(session, None) for session in sessions if session not in by_session])
+    paths = [written[s] for s in sessions if s in written]
     # As read_landing returns it: file by file in the order of `sessions` (strays raised above).
     order = [s for s in sessions if s in by_session]
     return paths, conform(bars if order == sorted(order) else pa.concat_tables([by_session[s] for s in order]))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stock_assets import tables
+
 REASONS = {  # a short name (for file names) -> the reason, as the run's logs say it
     "not-a-session": "dated in the window on a day that is not an NYSE session",
     "no-date": "without a session date",
@@ -39,7 +41,7 @@ def sort_window_bars(bars: pa.Table, sessions: list[dt.date]) -> SortedBars:
     is_session = pc.fill_null(pc.is_in(day, value_set=pa.array(sessions, pa.date32())), False)
     aside = {"not-a-session": bars.filter(pc.and_(in_range, pc.invert(is_session))), "no-date": bars.filter(no_date)}
     outside = bars.num_rows - int(pc.sum(in_range).as_py() or 0) - int(pc.sum(no_date).as_py() or 0)
-    return SortedBars(bars.filter(is_session), outside, {why: t for why, t in aside.items() if t.num_rows})
+    return SortedBars(tables.only(bars, is_session), outside, {why: t for why, t in aside.items() if t.num_rows})
 
 
 def sample_keys(bars: pa.Table, limit: int = 5) -> str:
