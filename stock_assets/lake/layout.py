@@ -30,7 +30,13 @@ from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
-from stock_assets.seed_csv import LandingFormatError, from_landing_csv, landing_csv_buffer, landing_dates, to_landing_csv
+from stock_assets.seed_csv import (
+    LandingFormatError,
+    from_landing_csv,
+    landing_csv_buffer,
+    landing_dates,
+    to_landing_csv,
+)
 
 log = logging.getLogger("stock_assets.lake")
 STAMP = "%Y%m%dT%H%M%S%fZ"
