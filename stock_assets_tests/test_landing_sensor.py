@@ -41,7 +41,7 @@ def land(instance, settings, request: dg.RunRequest):
     run = instance.get_run_by_id(result.run_id)  # with the tags the run added
     success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
     context = dg.build_run_status_sensor_context("landed_files_sensor", success, instance, run)
-    return result, defs.get_sensor_def("landed_files_sensor")(context)
+    return result, defs.resolve_sensor_def("landed_files_sensor")(context)
 
 
 def on(settings, lake_url: str):
