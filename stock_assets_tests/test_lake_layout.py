@@ -13,6 +13,7 @@ from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
 from stock_assets.providers.synthetic import SyntheticProvider, parse_synthetic
+from stock_assets.schema import conform
 from stock_assets.seed_csv import LandingFormatError, from_landing_csv, to_landing_csv
 
 SESSIONS = sessions_between("2015-01-02", "2024-03-01", "2024-03-08")
@@ -175,7 +176,13 @@ def test_landing_is_handed_on_only_while_the_window_holds_just_the_files_written
     run_manager.handle_output(dg.build_output_context(asset_key="landing_csv", definition_metadata=metadata,
                                                       asset_partitions_def=partitions, asset_partition_key_range=window), bars)
     read = load(LakeIOManager(lake=LakeResource(url=lake.url)))
-    assert read.num_rows == bars.num_rows and load(run_manager).equals(read)
+    handed = load(run_manager)
+    assert read.num_rows == bars.num_rows and delta.sort_rows(handed).equals(delta.sort_rows(read))  # the same rows
+    assert handed.equals(conform(bars))  # payloads come symbol by symbol: handed on in the lake's order, as they came
+    shuffled = bars.take(pa.array(list(range(bars.num_rows))[::-1]))  # any other order: handed on as read_landing reads it
+    run_manager.handle_output(dg.build_output_context(asset_key="landing_csv", definition_metadata=metadata,
+                                                      asset_partitions_def=partitions, asset_partition_key_range=window), shuffled)
+    assert load(run_manager).equals(read)
     # A file another system dropped into the window meanwhile: the run reads the lake, drop included.
     lake.write_bytes(f"landing/{SESSIONS[0]}/ext-0123.csv", to_landing_csv(bars.slice(0, 1)))
     assert load(run_manager).num_rows == bars.num_rows + 1

@@ -193,9 +193,11 @@ def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date])
 
 
 def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
-    """write_landing, and the window as read_landing will return it while the window's folders
-    hold only these files."""
-    bars, runs = _session_runs(bars)
+    """write_landing, and the window's rows as read_landing will return them while the window's
+    folders hold only these files: in the lake's order (symbol first) when `bars` came in it (a
+    provider's payloads, symbol by symbol), so that the lake need not sort them back; else as
+    read_landing orders them (session by session)."""
+    given, bars, runs = bars, *_session_runs(bars)
     by_session = {session: bars.slice(s, e - s) for session, s, e in runs}
     storage.clean_temporary()
     strays = sorted(set(by_session) - set(sessions))
@@ -219,6 +221,8 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     storage.map(write, [(session, None) for session in sessions if session not in by_session])
     paths = [written[s] for s in sessions if s in written]
     # As read_landing returns it: file by file in the order of `sessions` (strays raised above).
+    if tables.is_sorted(given, [c for c in delta.SORT_COLUMNS if c in given.column_names]):
+        return paths, conform(given.combine_chunks())  # one chunk, as a sort would leave it: later steps are faster on it
     order = [s for s in sessions if s in by_session]
     return paths, conform(bars if order == sorted(order) else pa.concat_tables([by_session[s] for s in order]))
 
