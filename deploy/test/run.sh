@@ -94,8 +94,8 @@ fi
 # --- the engine -------------------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: $WORK/dockerd.log)"
-  # A bridge left by an earlier engine on this machine: a new one then reports no gateway for its
-  # default network (which the test's webhook listens on). Start from the state of a fresh machine.
+  # A bridge left by an earlier engine on this machine: start from the state of a fresh machine. (An
+  # engine may still report no gateway for its default network; the test reads the bridge's address then.)
   if command -v ip >/dev/null 2>&1 && ip link show docker0 >/dev/null 2>&1; then
     log "removing the docker0 bridge an earlier engine left"
     $SUDO ip link delete docker0

@@ -20,12 +20,15 @@ DEPLOY_TEST_SOURCE=/path/to/a/clone deploys that checkout instead of this one.
 """
 
 import contextlib
+import fcntl
 import http.server
 import json
 import math
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import textwrap
 import threading
@@ -263,10 +266,22 @@ def compose_down(checkout: Path):
 
 # --- the stack --------------------------------------------------------------------------------------
 
+def bridge_address() -> str:
+    """This host as containers see it: the default bridge's address, which compose's host-gateway
+    resolves to. The engine reports it as the bridge network's gateway, but not always (found empty
+    on an engine's first start): then it is read from the bridge's interface."""
+    gateway = docker("network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").strip()
+    if gateway:
+        return gateway
+    name = docker("network", "inspect", "bridge", "-f", '{{index .Options "com.docker.network.bridge.name"}}').strip() or "docker0"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        return socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()))[20:24])  # SIOCGIFADDR
+
+
 @pytest.fixture(scope="module")
 def webhook():
-    gateway = docker("network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").strip()
-    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", gateway), gateway  # compose's host-gateway: this host, seen from containers
+    gateway = bridge_address()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", gateway), gateway
     server = Webhook(gateway)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
