@@ -136,7 +136,8 @@ def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> Ite
     pieces, rows = [[]], 0
     for run in runs:
         if rows >= PIECE_ROWS:
-            pieces, rows = [*pieces, []], 0
+            pieces.append([])
+            rows = 0
         pieces[-1].append(run)
         rows += run[2] - run[1]
     workers = os.cpu_count() or 1
