@@ -68,3 +68,18 @@ def test_as_of_a_version_or_a_moment_and_the_production_version_survives_vacuum(
     assert closes(None) == {2.0}
     with pytest.raises(OSError):  # without a production version to keep, the old one's files are gone
         closes(0)
+
+
+def test_dictionaries_only_for_text_columns_in_window_writes_and_compaction(tmp_path):
+    """Prices are nearly all distinct: a dictionary for them costs twice the write time and makes
+    files larger. Text (symbols, intervals) keeps its dictionary."""
+    lake = LakeStorage(str(tmp_path / "lake"))
+    daily_runs(lake)
+    maintain_lake(lake, 0, dt.datetime.now(dt.UTC))
+    layout.write_sessions(lake, "lake/deduped", bars(SESSIONS[:3], 3.0), SESSIONS[:3])
+    paths = delta.current_files(lake, "lake/deduped")  # 2023 rewritten by the window, 2024 as compacted
+    assert sorted({p.split("/")[0] for p in paths}) == ["year=2023", "year=2024"]
+    for file in (pq.ParquetFile(lake.path(f"lake/deduped/{p}"), filesystem=lake.fs) for p in paths):
+        columns = {c.path_in_schema: c for c in (file.metadata.row_group(0).column(i) for i in range(file.metadata.num_columns))}
+        assert columns["symbol"].has_dictionary_page and not columns["close"].has_dictionary_page
+        assert not columns["session"].has_dictionary_page and columns["close"].statistics.has_min_max

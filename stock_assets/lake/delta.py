@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
@@ -39,7 +39,17 @@ PARTITION = "year"
 # Symbol first: a year's file holds each symbol's rows together, in row groups small enough that
 # a one-symbol read skips the others by their statistics.
 SORT_COLUMNS = ("symbol", "interval", "ts", "session", "check_name", "ingested_at")
-WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
+
+
+def writer_properties(schema: pa.Schema) -> WriterProperties:
+    """ZSTD, with dictionaries only for text columns. Prices and indicator values are nearly all
+    distinct: a dictionary for them is built, found too large and dropped on every page, which
+    measured (1.26 M indicator rows) 1.4-1.9 s a write against 0.7-0.8 s, and 232 MB against 188 MB."""
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return WriterProperties(
+        compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS, default_column_properties=ColumnProperties(dictionary_enabled=False),
+        column_properties={name: ColumnProperties(dictionary_enabled=True) for name in text},
+    )  # fmt: skip
 
 
 def storage_options(storage: LakeStorage) -> dict[str, str]:
@@ -108,7 +118,7 @@ def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: l
     write_deltalake(
         table_uri(storage, prefix), stream, mode="overwrite", partition_by=[PARTITION],
         predicate=f"session >= '{first}' AND session <= '{last}'", storage_options=storage_options(storage),
-        writer_properties=WRITER, commit_properties=CommitProperties(custom_metadata={"stock_assets.write": token}),
+        writer_properties=writer_properties(data.schema), commit_properties=CommitProperties(custom_metadata={"stock_assets.write": token}),
     )  # fmt: skip
     return committed_version(storage, prefix, token), rows
 
@@ -171,7 +181,8 @@ def maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta) -> dict
     # z-order on one column), as a window write leaves it; years already one file are left alone.
     counts = pc.value_counts(pa.table(table.get_add_actions(flatten=True))[f"partition.{PARTITION}"]).to_pylist()
     several = sorted(c["values"] for c in counts if c["counts"] > 1)
-    compacted = table.optimize.z_order(["symbol"], partition_filters=[(PARTITION, "in", several)], writer_properties=WRITER) if several else {}
+    properties = writer_properties(pa.schema(table.schema().to_arrow()))
+    compacted = table.optimize.z_order(["symbol"], partition_filters=[(PARTITION, "in", several)], writer_properties=properties) if several else {}
     removed = table.vacuum(retention_hours=max(0, int(retention.total_seconds() // 3600)), enforce_retention_duration=False, dry_run=False)
     table.update_incremental()
     return {"table": prefix, "version": table.version(), "files": len(current_files(storage, prefix)),
