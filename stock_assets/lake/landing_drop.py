@@ -59,7 +59,8 @@ def land_dropped_file(storage: LakeStorage, path: str, sessions: set[dt.date], n
         outcome.rejected_rows += bad.num_rows
         outcome.quarantined += quarantine(storage, f"{stamp(now)}-{name}.rejected.csv", to_landing_csv(bad), f"{storage.uri(path)}: " + "; ".join(reasons) + "\n")
     by_session = split_by_session(bars.filter(pc.invert(rejected)))
-    storage.map(lambda item: write_landing_file(storage, f"landing/{item[0]}/ext-{outcome.digest}.csv", *item), by_session.items())
+    land = lambda session, rows: write_landing_file(storage, f"landing/{session}/ext-{outcome.digest}.csv", session, rows.num_rows, [to_landing_csv(rows)])
+    storage.map(lambda item: land(*item), by_session.items())
     outcome.sessions = list(by_session)
     outcome.landed_rows = sum(rows.num_rows for rows in by_session.values())
     return outcome

@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -94,45 +95,72 @@ def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = 
 
 # --- landing -----------------------------------------------------------------------------
 
-def _session_runs(bars: pa.Table) -> tuple[pa.Table, list[tuple[dt.date, int, int]]]:
-    """The bars sorted one way (equal data gives equal bytes), and each session's rows in it as
-    (session, first row, end row)."""
+def _session_runs(bars: pa.Table) -> tuple[pa.Table, np.ndarray | None, list[tuple[dt.date, int, int]], bool]:
+    """How to read `bars` session by session, each session's rows sorted one way (equal data
+    gives equal bytes): (table, order, runs, in_lake_order). The rows session by session are
+    `table.take(order)` (`table` itself when order is None), and `runs` says where each session's
+    are in them, as (session, first row, end row). `in_lake_order`: `bars` came in delta.SORT_COLUMNS
+    order (a provider's payloads, symbol by symbol); then `table` is `bars`, and sessions first is
+    only a stable argsort away, taken a piece at a time by whoever needs the rows."""
+    in_lake_order = tables.is_sorted(bars, [c for c in delta.SORT_COLUMNS if c in bars.column_names])
     days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
-    if tables.is_sorted(bars, [c for c in LANDING_ORDER[1:] if c in bars.column_names]) and bars["session"].null_count == 0:
-        order = np.argsort(days, kind="stable")  # parsed payloads come by symbol, in time: sessions first is enough
-        bars, days = bars.take(order), days[order]
+    order = None
+    if in_lake_order:  # no null session either (is_sorted says so)
+        order = np.argsort(days, kind="stable")
+        days = days[order]
     else:
         bars = bars.sort_by([(c, "ascending") for c in LANDING_ORDER if c in bars.column_names])
         days = bars["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else np.array([], int)
     ends = np.r_[starts[1:], len(days)]
     epoch = dt.date(1970, 1, 1)
-    return bars, [(epoch + dt.timedelta(days=int(days[s])), int(s), int(e)) for s, e in zip(starts, ends)]
+    return bars, order, [(epoch + dt.timedelta(days=int(days[s])), int(s), int(e)) for s, e in zip(starts, ends)], in_lake_order
+
+
+def _rows(table: pa.Table, order: np.ndarray | None, first: int, end: int) -> pa.Table:
+    return table.slice(first, end - first) if order is None else table.take(order[first:end])
 
 
 def split_by_session(bars: pa.Table) -> dict[dt.date, pa.Table]:
     """Rows per session, each sorted the same way so that equal data gives equal bytes."""
-    bars, runs = _session_runs(bars)
+    table, order, runs, _ = _session_runs(bars)
+    bars = _rows(table, order, 0, table.num_rows)
     return {session: bars.slice(s, e - s) for session, s, e in runs}
 
 
-def _encode(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, list]:
-    """Each session's landing CSV as chunks (header, rows), the runs' rows encoded in one call and
-    cut at the sessions' line ends: the same bytes as encoding each session on its own."""
+@dataclass
+class _Landed:
+    """A session's landing CSV as chunks (header, rows), its rows and the latest ingestion in them."""
+
+    chunks: list
+    rows: int
+    latest: dt.datetime
+
+
+def _encode(table: pa.Table, order: np.ndarray | None, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, _Landed]:
+    """The runs' sessions landed: their rows encoded in one call and cut at the sessions' line
+    ends, the same bytes as encoding each session on its own."""
     first, last = runs[0][1], runs[-1][2]
-    body = landing_csv_buffer(bars.slice(first, last - first))
+    rows = _rows(table, order, first, last)
+    sessions = {session: rows.slice(s - first, e - s) for session, s, e in runs}
+    latest = {session: pc.max(part["ingested_at"]).as_py() for session, part in sessions.items()}
+    body = landing_csv_buffer(rows)
     ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
     if len(ends) != last - first + 1:  # a value holding a line break: encode session by session
-        return {session: [to_landing_csv(bars.slice(s, e - s))] for session, s, e in runs}
+        return {session: _Landed([to_landing_csv(part)], part.num_rows, latest[session]) for session, part in sessions.items()}
     view = memoryview(body)
     header = view[: ends[0] + 1]
-    return {session: [header, view[ends[s - first] + 1 : ends[e - first] + 1]] for session, s, e in runs}
+    return {
+        session: _Landed([header, view[ends[s - first] + 1 : ends[e - first] + 1]], e - s, latest[session])
+        for session, s, e in runs
+    }
 
 
-def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> Iterator[dict[dt.date, list]]:
-    """The sessions' landing CSVs, in order, a piece of about PIECE_ROWS rows at a time: pieces are
-    encoded ahead on a thread per core (the encoder releases the GIL) while the caller writes, at
-    most one per core ahead, so memory holds a few pieces and never the window's whole CSV."""
+def _landing_bodies(table: pa.Table, order: np.ndarray | None, runs: list[tuple[dt.date, int, int]]) -> Iterator[dict[dt.date, _Landed]]:
+    """The sessions landed, in order, a piece of about PIECE_ROWS rows at a time: pieces are
+    taken and encoded ahead on a thread per core (Arrow releases the GIL) while the caller writes,
+    at most one per core ahead, so memory holds a few pieces and never the window's whole CSV
+    (nor a copy of the window in session order)."""
     pieces, rows = [[]], 0
     for run in runs:
         if rows >= PIECE_ROWS:
@@ -144,7 +172,7 @@ def _landing_bodies(bars: pa.Table, runs: list[tuple[dt.date, int, int]]) -> Ite
     with ThreadPoolExecutor(workers) as pool:
         ahead: collections.deque = collections.deque()
         for piece in (p for p in pieces if p):
-            ahead.append(pool.submit(_encode, bars, piece))
+            ahead.append(pool.submit(_encode, table, order, piece))
             if len(ahead) > workers:
                 yield ahead.popleft().result()
         while ahead:
@@ -166,18 +194,17 @@ def record_path(path: str) -> str:
     return f"{folder}/_{name}.json"
 
 
-def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: pa.Table, chunks: list | None = None) -> None:
-    """One landing CSV of one session's `rows` (`chunks` when already encoded), then the record of
-    what it holds (rows, bytes, SHA-256): the landing reconcile compares the file with it, so a
-    file truncated, emptied or edited later is found. Hidden name (`_`): readers of the folder skip it."""
-    chunks = chunks if chunks is not None else [to_landing_csv(rows)]
+def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: int, chunks: list) -> None:
+    """One landing CSV of one session (`rows` rows, as `chunks` of bytes), then the record of what
+    it holds (rows, bytes, SHA-256): the landing reconcile compares the file with it, so a file
+    truncated, emptied or edited later is found. Hidden name (`_`): readers of the folder skip it."""
     storage.write_chunks(path, chunks)
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(chunk)
     size = sum(len(c) for c in chunks)
-    record = {"rows": rows.num_rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat(),
-              "sessions": {str(session): rows.num_rows}}  # fmt: skip
+    record = {"rows": rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat(),
+              "sessions": {str(session): rows}}  # fmt: skip
     storage.write_bytes(record_path(path), json.dumps(record).encode())
 
 
@@ -198,34 +225,33 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     folders hold only these files: in the lake's order (symbol first) when `bars` came in it (a
     provider's payloads, symbol by symbol), so that the lake need not sort them back; else as
     read_landing orders them (session by session)."""
-    given, bars, runs = bars, *_session_runs(bars)
-    by_session = {session: bars.slice(s, e - s) for session, s, e in runs}
+    given, (table, order, runs, in_lake_order) = bars, _session_runs(bars)
     storage.clean_temporary()
-    strays = sorted(set(by_session) - set(sessions))
+    strays = sorted({session for session, *_ in runs} - set(sessions))
     if strays:  # the caller sets such bars aside first (landing_csv): none may vanish here
         raise ValueError(f"bars outside the landing window's sessions: {', '.join(map(str, strays[:5]))}")
 
-    def write(item: tuple[dt.date, list | None]) -> str | None:
-        session, chunks = item
+    def write(item: tuple[dt.date, _Landed | None]) -> str | None:
+        session, landed = item
         path = None
-        if chunks is not None:
-            rows = by_session[session]
-            path = f"landing/{session}/{stamp(pc.max(rows['ingested_at']).as_py())}.csv"
-            write_landing_file(storage, path, session, rows, chunks)
+        if landed is not None:
+            path = f"landing/{session}/{stamp(landed.latest)}.csv"
+            write_landing_file(storage, path, session, landed.rows, landed.chunks)
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
         _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
         return path
 
     written = {}
-    for bodies in _landing_bodies(bars, runs):
-        written |= dict(zip(bodies, storage.map(write, bodies.items())))
-    storage.map(write, [(session, None) for session in sessions if session not in by_session])
+    for landed in _landing_bodies(table, order, runs):
+        written |= dict(zip(landed, storage.map(write, landed.items())))
+    storage.map(write, [(session, None) for session in sessions if session not in written])
     paths = [written[s] for s in sessions if s in written]
-    # As read_landing returns it: file by file in the order of `sessions` (strays raised above).
-    if tables.is_sorted(given, [c for c in delta.SORT_COLUMNS if c in given.column_names]):
+    if in_lake_order:
         return paths, conform(given.combine_chunks())  # one chunk, as a sort would leave it: later steps are faster on it
-    order = [s for s in sessions if s in by_session]
-    return paths, conform(bars if order == sorted(order) else pa.concat_tables([by_session[s] for s in order]))
+    # As read_landing returns it: file by file in the order of `sessions` (strays raised above).
+    by_session = {session: table.slice(s, e - s) for session, s, e in runs}
+    listed = [s for s in sessions if s in by_session]
+    return paths, conform(table if listed == sorted(listed) else pa.concat_tables([by_session[s] for s in listed]))
 
 
 def _landing_listing(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
