@@ -1,6 +1,7 @@
 """The shortcuts for tables already in order give what the full sort, dedup and check give,
 on random windows sorted and shuffled, with repeated keys, ties and nulls."""
 
+import collections
 import datetime as dt
 
 import numpy as np
@@ -12,6 +13,7 @@ from stock_assets.lake.delta import SORT_COLUMNS, sort_rows
 from stock_assets.schema import KEY_COLUMNS, conform
 from stock_assets.transforms.dedup import dedupe_latest
 from stock_assets.transforms.quality import duplicate_key
+from stock_assets.transforms.quality_window import rows_per_session
 
 UTC = dt.UTC
 
@@ -89,3 +91,16 @@ def test_only_keeps_the_table_when_every_row_passes():
     assert tables.only(t, pa.array([True, True, True])) is t
     assert tables.only(t, pa.array([True, None, True]))["a"].to_pylist() == [1, 3]
     assert tables.only(t, pa.array([True, False, True]))["a"].to_pylist() == [1, 3]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("repeats", [True, False])
+def test_rows_and_keys_per_session_are_the_same_counted_in_order_or_by_duckdb(seed, repeats):
+    ordered = sort_rows(window(seed, repeats=repeats))
+    shuffled = ordered.take(np.random.default_rng(seed).permutation(ordered.num_rows))
+    rows = ordered.to_pylist()
+    keys = collections.Counter(s for s, *_ in {(r["session"], r["symbol"], r["interval"], r["ts"]) for r in rows})
+    assert rows_per_session(ordered, distinct_keys=True) == rows_per_session(shuffled, distinct_keys=True) == dict(keys)
+    assert rows_per_session(shuffled) == dict(collections.Counter(r["session"] for r in rows))
+    if repeats:
+        assert sum(keys.values()) < len(rows)  # some key landed twice, counted once

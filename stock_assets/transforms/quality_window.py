@@ -2,11 +2,14 @@
 universe, partial bars, and unexplained jumps. Each returns dq_report rows per session."""
 
 import datetime as dt
+import functools
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stock_assets import tables
 from stock_assets.schema import constant
 from stock_assets.transforms.quality import SAMPLE_SIZE, failing_by_session, session_rows
 
@@ -19,9 +22,21 @@ def _con(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
     return con
 
 
+KEY = ("symbol", "interval", "ts", "session")  # a bar's key, in the order the lake sorts by
+
+
 def rows_per_session(bars: pa.Table, distinct_keys: bool = False) -> dict[dt.date, int]:
-    rows = "(SELECT DISTINCT session, symbol, interval, ts FROM bars)" if distinct_keys else "bars"
-    return dict(_con(bars=bars.select(["session", "symbol", "interval", "ts"])).sql(f"SELECT session, count(*) FROM {rows} GROUP BY session").fetchall())
+    """Rows (or distinct keys) per session. Keys are counted where they change, when the rows are
+    in the lake's order (as the lake hands them over); else by DuckDB."""
+    if not distinct_keys or bars.num_rows < 2:
+        return {c["values"]: c["counts"] for c in pc.value_counts(bars["session"]).to_pylist()}
+    if tables.is_sorted(bars, KEY):
+        n = bars.num_rows
+        new = pc.invert(functools.reduce(pc.and_, (pc.equal(bars[c].slice(0, n - 1), bars[c].slice(1)) for c in KEY)))
+        firsts = pc.filter(bars["session"], pa.concat_arrays([pa.array([True]), new.combine_chunks()]))
+        return {c["values"]: c["counts"] for c in pc.value_counts(firsts).to_pylist()}
+    distinct = "SELECT session, count(*) FROM (SELECT DISTINCT session, symbol, interval, ts FROM bars) GROUP BY session"
+    return dict(_con(bars=bars.select(list(KEY))).sql(distinct).fetchall())
 
 
 def reconcile(check: str, asset: str, sessions: list[dt.date], expected: dict, got: dict, what: tuple[str, str]) -> pa.Table:
@@ -58,7 +73,7 @@ def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], as
 def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, dt.datetime], asset: str) -> pa.Table:
     """Bars fetched before they ended (a daily bar before its session's close): WARN."""
     closing = pa.table({"session": list(closes), "close_at": pa.array(list(closes.values()), pa.timestamp("us", tz="UTC"))})
-    marked = bars.select(["session", "ts", "interval", "ingested_at"]).append_column("_row", pa.array(range(bars.num_rows), pa.int64()))
+    marked = bars.select(["session", "ts", "interval", "ingested_at"]).append_column("_row", pa.array(np.arange(bars.num_rows, dtype=np.int64)))
     rows = _con(bars=marked, closing=closing).sql(
         """
         SELECT _row FROM bars LEFT JOIN closing USING (session)
