@@ -53,11 +53,13 @@ def constant(value, type_: pa.DataType, n: int) -> pa.Array:
 
 def conform(table: pa.Table, schema: pa.Schema = BAR_SCHEMA) -> pa.Table:
     """Select and cast `table` to `schema` in its column order; absent columns become nulls."""
-    columns = [
-        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
+    names = set(table.column_names)
+    columns = [_as(table[f.name], f.type) if f.name in names else pa.nulls(table.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _as(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == type_ else column.cast(type_)
 
 
 def empty_bars() -> pa.Table:

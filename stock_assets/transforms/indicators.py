@@ -102,10 +102,12 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
         # so no value is ever averaged across one (the first bars after a hole are NULL again).
         for stretch in np.split(rows, np.flatnonzero(np.diff(position[rows]) > 1) + 1):
             if stretch.size:
-                f = factor[stretch]
-                series = series_indicators(price[stretch], high[stretch] * f, low[stretch] * f, close[stretch] * f)
+                # Usually every row of the series: a slice then (views in, a copy out), not a gather and a scatter.
+                at = slice(stretch[0], stretch[-1] + 1) if stretch[-1] - stretch[0] + 1 == stretch.size else stretch
+                f = factor[at]
+                series = series_indicators(price[at], high[at] * f, low[at] * f, close[at] * f)
                 for name, column in series.items():
-                    values[name][stretch] = column
+                    values[name][at] = column
 
     columns = [bars[k] for k in KEYS]
     columns += [pa.array(values[name], pa.float64(), mask=~np.isfinite(values[name])) for name in VALUES]
