@@ -6,6 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from stock_assets import tables
@@ -13,7 +14,7 @@ from stock_assets.lake.delta import SORT_COLUMNS, sort_rows
 from stock_assets.schema import KEY_COLUMNS, conform
 from stock_assets.transforms.dedup import dedupe_latest
 from stock_assets.transforms.quality import duplicate_key
-from stock_assets.transforms.quality_window import rows_per_session
+from stock_assets.transforms.quality_window import jumps, rows_per_session
 
 UTC = dt.UTC
 
@@ -104,3 +105,26 @@ def test_rows_and_keys_per_session_are_the_same_counted_in_order_or_by_duckdb(se
     assert rows_per_session(shuffled) == dict(collections.Counter(r["session"] for r in rows))
     if repeats:
         assert sum(keys.values()) < len(rows)  # some key landed twice, counted once
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_jumps_are_the_same_found_in_order_or_by_duckdb(seed):
+    rng = np.random.default_rng(seed)
+    rows = dedupe_latest(window(seed, rows=600))
+    n = rows.num_rows
+    close = rng.choice([10.0, 11.0, 14.0, 0.0, np.nan], n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
+    adj = np.where(rng.random(n) < 0.3, close * 0.5, np.nan)
+    split = np.where(rng.random(n) < 0.1, 2.0, np.nan)
+    nulls = lambda a: pa.array(a, pa.float64(), mask=np.isnan(a))
+    rows = rows.set_column(rows.schema.get_field_index("close"), "close", nulls(close))
+    rows = rows.set_column(rows.schema.get_field_index("adj_close"), "adj_close", nulls(adj))
+    rows = rows.set_column(rows.schema.get_field_index("split_coefficient"), "split_coefficient", nulls(split))
+    last = dt.date(2024, 1, 2) + dt.timedelta(days=int(rng.integers(0, 3)))  # the sessions up to it are "previous"
+    early = pc.less_equal(rows["session"], pa.scalar(last, pa.date32()))
+    previous, bars = rows.filter(early), sort_rows(rows.filter(pc.invert(early)))
+    sessions = sorted(set(bars["session"].to_pylist()))
+    shuffled = bars.take(rng.permutation(bars.num_rows))
+    assert tables.is_sorted(bars, ("symbol", "interval", "ts")) and not tables.is_sorted(shuffled, ("symbol", "interval", "ts"))
+    fast, general = jumps(bars, previous, sessions, 0.25, "d"), jumps(shuffled, previous, sessions, 0.25, "d")
+    assert fast["observed"].to_pylist() == general["observed"].to_pylist()
+    assert sum(fast["observed"].to_pylist()) > 0  # some move was found, so the comparison says something

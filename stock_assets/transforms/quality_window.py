@@ -85,17 +85,59 @@ def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, 
     return session_rows("prices_final_bars", "WARN", asset, sessions, *failing_by_session(bars, mask))
 
 
+SERIES = ("symbol", "interval", "ts")  # a bar series in time order
+
+
+def _price(bars: pa.Table) -> np.ndarray:
+    return pc.coalesce(bars["adj_close"], bars["close"]).to_numpy(zero_copy_only=False).astype(float)  # nulls: NaN
+
+
+def _series_starts(bars: pa.Table) -> np.ndarray:
+    """For rows sorted by SERIES: True where a (symbol, interval) series begins."""
+    n = bars.num_rows
+    same = [pc.equal(bars[c].slice(1), bars[c].slice(0, n - 1)).to_numpy(zero_copy_only=False) for c in ("symbol", "interval")]
+    return np.r_[True, ~(same[0] & same[1])] if n else np.zeros(0, bool)
+
+
+def _moves_in_order(bars: pa.Table, previous: pa.Table) -> np.ndarray:
+    """Each bar's move from the bar before it in its series, for `bars` sorted by SERIES and
+    `previous` all earlier: a series' first bar moves from its series' last bar in `previous`.
+    NaN where there is no bar before or no price (and for 0 after 0: no move); infinite after a price of 0."""
+    price = _price(bars)
+    before = np.r_[np.nan, price[:-1]]
+    first = _series_starts(bars)
+    before[first] = np.nan
+    if previous.num_rows:
+        latest = previous.sort_by([("symbol", "ascending"), ("interval", "ascending"), ("ts", "descending")])
+        latest = latest.filter(pa.array(_series_starts(latest)))
+        last = latest.select(["symbol", "interval"]).append_column("_before", pa.array(_price(latest)))
+        heads = np.flatnonzero(first)
+        joined = bars.select(["symbol", "interval"]).take(heads).append_column("_at", pa.array(heads)).join(last, ["symbol", "interval"])
+        before[joined["_at"].to_numpy()] = joined["_before"].to_numpy(zero_copy_only=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return price / before - 1
+
+
 def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold: float, asset: str) -> pa.Table:
     """Bar-over-bar moves beyond `threshold` (on adj_close where given, else close) that a
-    split coefficient on that bar does not explain: WARN."""
+    split coefficient on that bar does not explain: WARN. In NumPy when the window is in series
+    order (as the lake hands it over) and after `previous`, else by a window function in DuckDB."""
     columns = ["symbol", "session", "ts", "interval", "close", "adj_close", "split_coefficient"]
+    in_order = bars.num_rows > 1 and tables.is_sorted(bars, SERIES) and not any(previous[c].null_count for c in SERIES)
+    if in_order and previous.num_rows:
+        in_order = pc.max(previous["ts"]).as_py() < pc.min(bars["ts"]).as_py()
+    if in_order:
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(_moves_in_order(bars, previous.select(columns))) > float(threshold)
+        unexplained = pc.fill_null(pc.equal(bars["split_coefficient"], 1.0), True).to_numpy(zero_copy_only=False)
+        return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(bars, pa.array(moved & unexplained)))
     both = pa.concat_tables([previous.select(columns), bars.select(columns)]).append_column("_window", pa.concat_arrays([constant(False, pa.bool_(), previous.num_rows), constant(True, pa.bool_(), bars.num_rows)]))
     moved = _con(bars=both).sql(
         f"""
         SELECT symbol, session FROM (
             SELECT *, coalesce(adj_close, close) / lag(coalesce(adj_close, close)) OVER (PARTITION BY symbol, interval ORDER BY ts) - 1 AS move
             FROM bars)
-        WHERE _window AND abs(move) > {float(threshold)} AND coalesce(split_coefficient, 1.0) = 1.0
+        WHERE _window AND abs(move) > {float(threshold)} AND NOT isnan(move) AND coalesce(split_coefficient, 1.0) = 1.0
         """
     ).to_arrow_table()
     return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(moved, constant(True, pa.bool_(), moved.num_rows)))
