@@ -14,10 +14,10 @@ from stock_assets.schema import constant
 from stock_assets.transforms.quality import SAMPLE_SIZE, failing_by_session, session_rows
 
 
-def _con(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
+def _con(**named: pa.Table) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for name, table in tables.items():
+    for name, table in named.items():
         con.register(name, table)
     return con
 
@@ -95,8 +95,10 @@ def _price(bars: pa.Table) -> np.ndarray:
 def _series_starts(bars: pa.Table) -> np.ndarray:
     """For rows sorted by SERIES: True where a (symbol, interval) series begins."""
     n = bars.num_rows
+    if n < 2:
+        return np.ones(n, bool)
     same = [pc.equal(bars[c].slice(1), bars[c].slice(0, n - 1)).to_numpy(zero_copy_only=False) for c in ("symbol", "interval")]
-    return np.r_[True, ~(same[0] & same[1])] if n else np.zeros(0, bool)
+    return np.r_[True, ~(same[0] & same[1])]
 
 
 def _moves_in_order(bars: pa.Table, previous: pa.Table) -> np.ndarray:
