@@ -29,17 +29,23 @@ def sort(table: pa.Table, columns: list[str] | tuple[str, ...]) -> pa.Table:
     return table if is_sorted(table, columns) else table.sort_by([(c, "ascending") for c in columns])
 
 
-def repeated_rows(table: pa.Table, columns: list[str] | tuple[str, ...]) -> np.ndarray:
-    """For a table sorted by `columns`: True for every row whose values of `columns` another row shares."""
+def starts(table: pa.Table, columns: list[str] | tuple[str, ...]) -> np.ndarray:
+    """For a table sorted by `columns`: True for every row whose values of `columns` differ from the
+    row before (the first row, and a null, count as different): where each group begins."""
     n = table.num_rows
-    mask = np.zeros(n, bool)
     if n < 2:
-        return mask
+        return np.ones(n, bool)
     same = None
     for column in columns:
         equal = pc.equal(table[column].slice(0, n - 1), table[column].slice(1))
         same = equal if same is None else pc.and_(same, equal)
-    same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    return np.r_[True, ~pc.fill_null(same, False).to_numpy(zero_copy_only=False)]
+
+
+def repeated_rows(table: pa.Table, columns: list[str] | tuple[str, ...]) -> np.ndarray:
+    """For a table sorted by `columns`: True for every row whose values of `columns` another row shares."""
+    same = ~starts(table, columns)[1:]  # row i + 1 repeats row i
+    mask = np.zeros(table.num_rows, bool)
     mask[:-1] |= same
     mask[1:] |= same
     return mask

@@ -71,12 +71,6 @@ def _float(table: pa.Table, name: str) -> np.ndarray:
     return pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
 
 
-def _changes(column: pa.ChunkedArray) -> np.ndarray:
-    """True where a row's value differs from the row before (rows 1..n-1), in Arrow: no Python strings."""
-    values = column.combine_chunks()
-    return pc.fill_null(pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)), True).to_numpy(zero_copy_only=False)
-
-
 def _days(column: pa.ChunkedArray) -> np.ndarray:
     return column.combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -94,7 +88,7 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
     valid = (price > 0) & (close > 0) & (high > 0) & (low > 0)  # NaN compares False
     values = {name: np.full(n, np.nan) for name in VALUES}
 
-    starts = np.flatnonzero(np.r_[True, _changes(bars["symbol"]) | _changes(bars["interval"])]) if n else []
+    starts = np.flatnonzero(tables.starts(bars, ["symbol", "interval"]))
     position = session_positions(_days(bars["session"])) if n else np.zeros(0, np.int64)
     for start, stop in zip(starts, [*starts[1:], n]):  # one slice per (symbol, interval) series
         rows = start + np.flatnonzero(valid[start:stop])

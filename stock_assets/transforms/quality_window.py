@@ -2,7 +2,6 @@
 universe, partial bars, and unexplained jumps. Each returns dq_report rows per session."""
 
 import datetime as dt
-import functools
 
 import duckdb
 import numpy as np
@@ -31,9 +30,7 @@ def rows_per_session(bars: pa.Table, distinct_keys: bool = False) -> dict[dt.dat
     if not distinct_keys or bars.num_rows < 2:
         return {c["values"]: c["counts"] for c in pc.value_counts(bars["session"]).to_pylist()}
     if tables.is_sorted(bars, KEY):
-        n = bars.num_rows
-        new = pc.invert(functools.reduce(pc.and_, (pc.equal(bars[c].slice(0, n - 1), bars[c].slice(1)) for c in KEY)))
-        firsts = pc.filter(bars["session"], pa.concat_arrays([pa.array([True]), new.combine_chunks()]))
+        firsts = pc.filter(bars["session"], pa.array(tables.starts(bars, KEY)))
         return {c["values"]: c["counts"] for c in pc.value_counts(firsts).to_pylist()}
     distinct = "SELECT session, count(*) FROM (SELECT DISTINCT session, symbol, interval, ts FROM bars) GROUP BY session"
     return dict(_con(bars=bars.select(list(KEY))).sql(distinct).fetchall())
@@ -92,26 +89,17 @@ def _price(bars: pa.Table) -> np.ndarray:
     return pc.coalesce(bars["adj_close"], bars["close"]).to_numpy(zero_copy_only=False).astype(float)  # nulls: NaN
 
 
-def _series_starts(bars: pa.Table) -> np.ndarray:
-    """For rows sorted by SERIES: True where a (symbol, interval) series begins."""
-    n = bars.num_rows
-    if n < 2:
-        return np.ones(n, bool)
-    same = [pc.equal(bars[c].slice(1), bars[c].slice(0, n - 1)).to_numpy(zero_copy_only=False) for c in ("symbol", "interval")]
-    return np.r_[True, ~(same[0] & same[1])]
-
-
 def _moves_in_order(bars: pa.Table, previous: pa.Table) -> np.ndarray:
     """Each bar's move from the bar before it in its series, for `bars` sorted by SERIES and
     `previous` all earlier: a series' first bar moves from its series' last bar in `previous`.
     NaN where there is no bar before or no price (and for 0 after 0: no move); infinite after a price of 0."""
     price = _price(bars)
     before = np.r_[np.nan, price[:-1]]
-    first = _series_starts(bars)
+    first = tables.starts(bars, ("symbol", "interval"))
     before[first] = np.nan
     if previous.num_rows:
         latest = previous.sort_by([("symbol", "ascending"), ("interval", "ascending"), ("ts", "descending")])
-        latest = latest.filter(pa.array(_series_starts(latest)))
+        latest = latest.filter(pa.array(tables.starts(latest, ("symbol", "interval"))))
         last = latest.select(["symbol", "interval"]).append_column("_before", pa.array(_price(latest)))
         heads = np.flatnonzero(first)
         joined = bars.select(["symbol", "interval"]).take(heads).append_column("_at", pa.array(heads)).join(last, ["symbol", "interval"])
