@@ -5,6 +5,7 @@ resolved at run time and never appear in config, logs or metadata.
 """
 
 import datetime as dt
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ DEFAULTS = {
 
 BARS_PER_SESSION = {"1d": 1, "60min": 7, "30min": 13, "15min": 26, "5min": 78, "1min": 390}
 ROWS_PER_RUN = 2_000_000  # what one in-process run holds comfortably in memory on a small machine
+DAY, WEEK = 86_400, 604_800  # seconds: the longest waits a setting may ask for
 
 
 def sessions_per_run(symbols: int, interval: str, rows_per_run: int = ROWS_PER_RUN) -> int:
@@ -47,14 +49,18 @@ def _fail(name: str, value: str, accepted: str, why: str = "") -> SettingsError:
 _SECRET_VARIABLES = {"STOCK_ASSETS_WAREHOUSE_URL", "STOCK_ASSETS_PROVIDER_BUDGET_URL"}  # may hold a password
 
 
-def _number(env, name: str, default: str, kind=float, minimum: float = 0):
+def _number(env, name: str, default: str, kind=float, low: float = 0, high: float = 0, above: bool = False):
+    """A finite number in [low, high] (in (low, high] when above): nan, inf and the absurd stop the load."""
     raw = env.get(name, default)
+    accepted = f"{'a whole number' if kind is int else 'a number'} {'>' if above else '>='} {low:,} and <= {high:,}"
     try:
         value = kind(raw)
     except ValueError:
-        raise _fail(name, raw, f"{'a whole number' if kind is int else 'a number'} >= {minimum:g}") from None
-    if value < minimum:
-        raise _fail(name, raw, f"{'a whole number' if kind is int else 'a number'} >= {minimum:g}")
+        raise _fail(name, raw, accepted) from None
+    if not math.isfinite(value):
+        raise _fail(name, raw, accepted, "not a finite number")
+    if value < low or (above and value == low) or value > high:
+        raise _fail(name, raw, accepted, "outside the range")
     return value
 
 
@@ -77,10 +83,34 @@ def _start(env, today: dt.date) -> str:
     return raw
 
 
+def _missing(value: str, scheme: str) -> str:
+    """What a URL lacks for its scheme to work ("" when nothing): checked at load, not at first use."""
+    parts = urlsplit(value)
+    parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    rest = value.split("://", 1)[1] if "://" in value else ""
+    if scheme == "s3" and not parts.netloc:
+        return "no bucket"
+    if scheme in ("postgresql", "postgres", "redshift", "http", "https") and not parts.hostname:
+        return "no host"
+    if scheme in ("postgresql", "postgres", "redshift") and not parts.path.strip("/"):
+        return "no database"
+    if scheme in ("duckdb", "sqlite") and (not rest.strip("/") or rest.endswith("/") or scheme == "sqlite" and not rest.startswith("/")):
+        return "no file path"
+    if scheme == "file" and not parts.path.strip("/"):
+        return "no path"
+    return ""
+
+
 def _url(name: str, value: str, schemes: tuple[str, ...], accepted: str) -> str:
-    scheme = urlsplit(value).scheme
+    try:
+        scheme = urlsplit(value).scheme
+        missing = _missing(value, scheme)
+    except ValueError as err:  # urlsplit's and .port's: a bracket or a port that cannot be
+        raise _fail(name, value, accepted, "bad port" if "port" in str(err) else "not a URL") from None
     if scheme not in schemes and not (scheme == "" and "" in schemes):
         raise _fail(name, value, accepted, f"unsupported scheme {scheme!r}")
+    if missing:
+        raise _fail(name, value, accepted, missing)
     return value
 
 
@@ -144,6 +174,8 @@ class Settings:
                              ("duckdb", "postgresql", "postgres", "redshift"), "duckdb:///path, postgresql://user@host:5432/db or redshift://user@host:5439/db")
         budget_url = _url("STOCK_ASSETS_PROVIDER_BUDGET_URL", env.get("STOCK_ASSETS_PROVIDER_BUDGET_URL") or f"sqlite:///{home / 'provider_budget.sqlite'}",
                           ("sqlite", "postgresql", "postgres"), "sqlite:///path or postgresql://user@host:5432/db")
+        base_url = env.get(f"{prefix}_BASE_URL") or defaults["base_url"]  # "" for the providers that make no requests
+        base_url = base_url and _url(f"{prefix}_BASE_URL", base_url, ("http", "https"), "http://host[:port] or https://host")
         csvdir_url = _url("STOCK_ASSETS_CSVDIR_URL", env.get("STOCK_ASSETS_CSVDIR_URL", ""), ("", "file", "s3"), "a local folder or s3://bucket/prefix")
         if provider == "csvdir" and not csvdir_url:
             raise _fail("STOCK_ASSETS_CSVDIR_URL", csvdir_url, "a local folder or s3://bucket/prefix", "required with STOCK_ASSETS_PROVIDER=csvdir")
@@ -158,25 +190,25 @@ class Settings:
             lake_url=lake_url,
             warehouse_url=warehouse_url,
             synthetic_faults=faults,
-            provider_base_url=_url(f"{prefix}_BASE_URL", env.get(f"{prefix}_BASE_URL") or defaults["base_url"], ("http", "https", ""), "http://host[:port] or https://host"),
-            requests_per_minute=_number(env, f"{prefix}_REQUESTS_PER_MINUTE", defaults["per_minute"]),
-            requests_per_day=_number(env, f"{prefix}_REQUESTS_PER_DAY", per_day, int) if per_day else None,
-            http_retries=_number(env, "STOCK_ASSETS_HTTP_RETRIES", "4", int),
-            http_backoff_seconds=_number(env, "STOCK_ASSETS_HTTP_BACKOFF_SECONDS", "2"),
+            provider_base_url=base_url,
+            requests_per_minute=_number(env, f"{prefix}_REQUESTS_PER_MINUTE", defaults["per_minute"], high=100_000),
+            requests_per_day=_number(env, f"{prefix}_REQUESTS_PER_DAY", per_day, int, 1, 10_000_000) if per_day else None,
+            http_retries=_number(env, "STOCK_ASSETS_HTTP_RETRIES", "4", int, 0, 20),
+            http_backoff_seconds=_number(env, "STOCK_ASSETS_HTTP_BACKOFF_SECONDS", "2", high=60),
             alphavantage_adjusted=_choice({k: v.lower() for k, v in env.items() if k == "ALPHAVANTAGE_ADJUSTED"}, "ALPHAVANTAGE_ADJUSTED", "false", BOOLEANS) in ("1", "true", "yes"),
             alphavantage_datatype=_choice(env, "ALPHAVANTAGE_DATATYPE", "json", ("json", "csv")),
-            dq_jump_threshold=_number(env, "STOCK_ASSETS_DQ_JUMP_THRESHOLD", "0.25"),
+            dq_jump_threshold=_number(env, "STOCK_ASSETS_DQ_JUMP_THRESHOLD", "0.25", high=10, above=True),
             warehouse_url_from_env=bool(env.get("STOCK_ASSETS_WAREHOUSE_URL")),
             redshift_iam_role=env.get("STOCK_ASSETS_REDSHIFT_IAM_ROLE") or None,
             slack_webhook_set=bool(env.get("STOCK_ASSETS_SLACK_WEBHOOK_URL")),
             ui_url=_url("STOCK_ASSETS_UI_URL", env.get("STOCK_ASSETS_UI_URL", "http://127.0.0.1:3000"), ("http", "https"), "http(s)://host[:port]"),
-            step_retries=_number(env, "STOCK_ASSETS_STEP_RETRIES", "3", int),
-            step_retry_delay_seconds=_number(env, "STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS", "30"),
-            warehouse_lock_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60"),
-            warehouse_statement_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS", "3600", minimum=1),
+            step_retries=_number(env, "STOCK_ASSETS_STEP_RETRIES", "3", int, 0, 20),
+            step_retry_delay_seconds=_number(env, "STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS", "30", high=3600),
+            warehouse_lock_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60", low=1, high=DAY),
+            warehouse_statement_timeout_seconds=_number(env, "STOCK_ASSETS_WAREHOUSE_STATEMENT_TIMEOUT_SECONDS", "3600", low=1, high=WEEK),
             provider_budget_url=budget_url,
-            pool_wait_seconds=_number(env, "STOCK_ASSETS_POOL_WAIT_SECONDS", "3600"),
-            lake_retention_days=_number(env, "STOCK_ASSETS_LAKE_RETENTION_DAYS", "30"),
-            rows_per_run=_number(env, "STOCK_ASSETS_ROWS_PER_RUN", str(ROWS_PER_RUN), int, minimum=1),
+            pool_wait_seconds=_number(env, "STOCK_ASSETS_POOL_WAIT_SECONDS", "3600", low=1, high=WEEK),
+            lake_retention_days=_number(env, "STOCK_ASSETS_LAKE_RETENTION_DAYS", "30", high=36_500, above=True),
+            rows_per_run=_number(env, "STOCK_ASSETS_ROWS_PER_RUN", str(ROWS_PER_RUN), int, 1, 1_000_000_000),
             csvdir_url=csvdir_url,
         )
