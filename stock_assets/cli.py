@@ -1,6 +1,7 @@
 """`python -m stock_assets.cli run` (the latest sessions) and `backfill --start --end` (any
 range, in as few runs as fit): materialize the whole graph and print what happened —
-sessions, rows per asset, check results, where everything is."""
+sessions, rows per asset, check results, where everything is. `rebuild --table lake/<name>`:
+a damaged lake table moved aside and written again (stock_assets/lake/repair.py)."""
 
 import argparse
 import os
@@ -25,10 +26,13 @@ from stock_assets.instance import (
     stop_on_signals,
     wait_for_pool,
 )
+from stock_assets.lake.repair import TABLES, rebuild_table
+from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import closed_sessions, sessions_between
 from stock_assets.progress import StepProgress, estimate
 from stock_assets.settings import Settings, sessions_per_run
 from stock_assets.warehouse.common import redact_url
+from stock_assets.warehouse.warehouse import warehouse_for_url
 
 
 def location_origin(job_name: str) -> RemoteJobOrigin:
@@ -96,6 +100,21 @@ def backfill_chunks(settings: Settings, first: str, last: str, size: int | None 
     return [(sessions[i], sessions[min(i + size, len(sessions)) - 1]) for i in range(0, len(sessions), size)]
 
 
+def rebuild(settings: Settings, table: str) -> int:
+    """Move a damaged lake table aside and write it again (stock_assets/lake/repair.py)."""
+    storage = LakeStorage(settings.lake_url)
+    warehouse = warehouse_for_url(settings.warehouse_url, lake=storage, redshift_iam_role=settings.redshift_iam_role,
+                                  lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
+                                  statement_timeout_seconds=settings.warehouse_statement_timeout_seconds)  # fmt: skip
+    report = rebuild_table(storage, table, warehouse)
+    print(f"stock_assets: rebuilt {report['uri']} from {report['source']}: {report['rows']} rows, {report['sessions']} sessions, version {report['version']}")
+    print(f"  damaged copy {report['moved_to'] or '(no table was there)'}")
+    if report["production_points_at_moved_copy"]:
+        print("  published/LATEST now names the moved copy (it holds that version); the next checked run publishes the rebuilt table")
+    print("  next:        re-run the latest window (make run) so that every table agrees again")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stock_assets")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--start", required=True)
     backfill.add_argument("--end", required=True)
     backfill.add_argument("--chunk", type=int, default=None, help="sessions per run (default: sized to the universe and interval)")
+    repair = sub.add_parser("rebuild", help="move a damaged lake table aside and rebuild it from landing/ (or the warehouse)")
+    repair.add_argument("--table", required=True, choices=TABLES)
     args = parser.parse_args(argv)
+    if args.command == "rebuild":
+        return rebuild(Settings.from_env(), args.table)
 
     settings = Settings.from_env()
     instance = prepare_instance()

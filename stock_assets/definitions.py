@@ -25,6 +25,7 @@ from stock_assets.defs import (
     maintenance,
     publish,
     quality,
+    repair,
     schedules,
     sensors,
     warehouse,
@@ -60,7 +61,7 @@ def resources_for(settings: Settings) -> dict:
     }
 
 
-MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, alerts)
+MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, repair, alerts)
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
