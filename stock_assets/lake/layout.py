@@ -5,7 +5,7 @@
     landing/<session>/ext-<digest>.csv                                      rows of a file dropped in landing/incoming/
     landing/<session>/_<file>.json                                          what was written: rows, bytes, SHA-256
     quarantine/<name> + <name>.reason.txt                                   rows set aside, and why
-    lake/<table>/ (_delta_log/, year=<YYYY>/*.parquet)                  Delta tables (lake/delta.py)
+    lake/<table>/ (_delta_log/, year=<YYYY>/<part>.parquet)                 Delta tables (lake/delta.py)
 
 Writing a window replaces what the window held before (idempotent re-runs): landing and raw
 files are each written atomically by LakeStorage, a Delta table's window in one commit.

@@ -4,9 +4,8 @@ Writes are atomic: locally a temporary file renamed into place, on S3 a single o
 upload that becomes visible only when complete. A reader never sees half a file.
 
 Local temporary files live in the lake root's `.tmp/`, never beside the files they become:
-a writer killed mid-write leaves nothing that a reader of a table's folders (DuckDB's
-`read_parquet('…/*/*')`, pyarrow, Spark, Athena) would count. The next window write removes
-what such a writer left (`clean_temporary`).
+a writer killed mid-write leaves no partial file where the lake's files live. The next
+window write removes what such a writer left (`clean_temporary`).
 """
 
 import io

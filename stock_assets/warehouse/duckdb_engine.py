@@ -67,7 +67,8 @@ class DuckDBWarehouse:
                         f"the DuckDB warehouse {self.path.absolute()} is locked by another process ({holder}); "
                         f"waited {waited:.1f} s ({LOCK_TIMEOUT_VARIABLE}={self.lock_timeout_seconds:g}): "
                         f"a process has the warehouse open; close it, or query a copy "
-                        f"(cp {self.path.absolute()} /tmp/copy.duckdb) or the lake's Parquet files"
+                        f"(cp {self.path.absolute()} /tmp/copy.duckdb) or the lake's Delta tables through their log "
+                        f"(DuckDB's delta_scan, or deltalake's DeltaTable: README, 'Read the lake')"
                     ) from err
                 if logged is None or time.monotonic() - logged >= LOG_EVERY_SECONDS:
                     log.info("waiting for the DuckDB warehouse %s: another process holds its lock (%s); "
