@@ -8,6 +8,7 @@ import json
 
 import dagster as dg
 
+from stock_assets import clock
 from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake import delta, layout
 from stock_assets.lake.io_manager import LakeResource
@@ -17,13 +18,22 @@ from stock_assets.settings import Settings
 TABLE = "lake/deduped"
 
 
+def commit_time(storage: LakeStorage, prefix: str, version: int) -> dt.datetime:
+    """When `version` itself was committed, from its own entry in the Delta log (DeltaTable.history
+    gives the newest commits, whatever version the table was loaded at)."""
+    path = f"{prefix}/_delta_log/{version:020d}.json"
+    for line in storage.read_bytes(path).splitlines():
+        if (info := json.loads(line).get("commitInfo")) and "timestamp" in info:
+            return dt.datetime.fromtimestamp(info["timestamp"] / 1000, dt.UTC)
+    raise ValueError(f"{storage.uri(path)}: the commit of version {version} records no time")
+
+
 def publish_version(storage: LakeStorage, version: int, sessions: list[dt.date], now: dt.datetime, run_id: str, checks: dict[str, bool]) -> dict:
     """Record `version` of lake/deduped as the production one; the manifest."""
-    table = delta.open_table(storage, TABLE, version)
     manifest = {
         "table": delta.table_uri(storage, TABLE),
         "version": version,
-        "version_written_at": dt.datetime.fromtimestamp(table.history(1)[0]["timestamp"] / 1000, dt.UTC).isoformat(),
+        "version_written_at": commit_time(storage, TABLE, version).isoformat(),
         "published_at": now.isoformat(),
         "window": [str(sessions[0]), str(sessions[-1])],
         "rows": delta.dataset(storage, TABLE, version).count_rows(),
@@ -75,7 +85,7 @@ def build(settings: Settings) -> dg.Definitions:
         Not partitioned: it is one pointer, so a 10-year backfill records one materialization
         of it, not one per session."""
         version, window, checks = run_facts(context.instance, context.run.run_id)
-        manifest = publish_version(lake.storage(), version, window, dt.datetime.now(dt.UTC), context.run.run_id, checks)
+        manifest = publish_version(lake.storage(), version, window, clock.now(), context.run.run_id, checks)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": manifest["rows"],

@@ -176,23 +176,43 @@ def current_files(storage: LakeStorage, prefix: str) -> list[str]:
     return sorted(pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()) if table is not None else []
 
 
-def maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta) -> dict:
-    """Compact small files (one per year per table, sorted by symbol) and delete the files no version newer than
-    `retention` needs. Versions older than the retention can no longer be read."""
+def maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta, keep_versions: tuple[int, ...] = ()) -> dict:
+    """Compact small files (one per year per table, in the table's own order) and delete the files no version
+    newer than `retention` needs, nor any of `keep_versions`. Other versions older than the retention can no
+    longer be read. Any error names the table."""
+    try:
+        return _maintain(storage, prefix, retention, list(keep_versions))
+    except Exception as err:
+        text, uri = (str(err).strip() or type(err).__name__).splitlines()[0], storage.uri(prefix)  # no Rust backtrace
+        raise RuntimeError(text if uri in text else f"{uri}: {text}") from err
+
+
+def layout_column(schema: pa.Schema) -> str | None:
+    """The first of SORT_COLUMNS the table has: what its window writes lead their sort with."""
+    return next((c for c in SORT_COLUMNS if c in schema.names), None)
+
+
+def _maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta, keep_versions: list[int]) -> dict:
     table = open_table(storage, prefix)
     if table is None:
-        return {"table": prefix, "skipped": "never written"}
-    # Years written more than once (daily runs) are rewritten as one file sorted by symbol (a
-    # z-order on one column), as a window write leaves it; years already one file are left alone.
+        return {"table": prefix, "uri": storage.uri(prefix), "skipped": "never written"}
+    # Years written more than once (daily runs) are rewritten as one file sorted by the table's
+    # leading sort column (a z-order on one column), as a window write leaves it; years already
+    # one file are left alone. A table with none of the sort columns is compacted as it is.
     counts = pc.value_counts(pa.table(table.get_add_actions(flatten=True))[f"partition.{PARTITION}"]).to_pylist()
     several = sorted(c["values"] for c in counts if c["counts"] > 1)
-    properties = writer_properties(pa.schema(table.schema().to_arrow()))
-    compacted = table.optimize.z_order(["symbol"], partition_filters=[(PARTITION, "in", several)], writer_properties=properties) if several else {}
-    removed = table.vacuum(retention_hours=max(0, int(retention.total_seconds() // 3600)), enforce_retention_duration=False, dry_run=False)
+    schema = pa.schema(table.schema().to_arrow())
+    options = {"partition_filters": [(PARTITION, "in", several)], "writer_properties": writer_properties(schema)}
+    column = layout_column(schema)
+    compacted = {}
+    if several:
+        compacted = table.optimize.z_order([column], **options) if column else table.optimize.compact(**options)
+    removed = table.vacuum(retention_hours=max(0, int(retention.total_seconds() // 3600)), enforce_retention_duration=False,
+                           dry_run=False, keep_versions=keep_versions or None)  # fmt: skip
     table.update_incremental()
-    return {"table": prefix, "version": table.version(), "files": len(current_files(storage, prefix)),
+    return {"table": prefix, "uri": storage.uri(prefix), "version": table.version(), "files": len(current_files(storage, prefix)),
             "files_compacted": compacted.get("numFilesRemoved", 0), "files_added": compacted.get("numFilesAdded", 0),
-            "files_vacuumed": len(removed)}  # fmt: skip
+            "files_vacuumed": len(removed), "kept_versions": keep_versions}  # fmt: skip
 
 
 def _files_dataset(storage: LakeStorage, prefix: str, table: DeltaTable) -> ds.Dataset:
