@@ -9,6 +9,8 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
+from stock_assets import clock
+
 NY = "America/New_York"
 FIRST = "1990-01-02"  # the calendar's own start; partitions start later (STOCK_ASSETS_START)
 
@@ -62,7 +64,7 @@ def session_bounds(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
 def closed_sessions(count: int, now: pd.Timestamp | None = None, floor: str | None = None) -> list[str]:
     """The `count` most recent sessions whose close has passed at `now` (none before `floor`)."""
     closes = nyse_calendar().schedule["close"]
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    now = now if now is not None else pd.Timestamp(clock.now())
     done = closes[closes <= now].index
     if floor is not None:
         done = done[done >= pd.Timestamp(floor)]

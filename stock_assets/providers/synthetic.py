@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from stock_assets.calendar import nyse_calendar, session_bounds
+from stock_assets.clock import now as pipeline_now
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.seed_csv import from_landing_csv
 from stock_assets.settings import SYNTHETIC_FAULTS
@@ -153,7 +154,7 @@ class SyntheticProvider:
     faults: tuple[str, ...] = ()
     name: str = "synthetic"
     reuse_fetched: bool = False  # fetching is free and deterministic
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # tests set the time
+    clock: Callable[[], dt.datetime] = pipeline_now  # tests set the time (or move stock_assets.clock)
 
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
         if interval != "1d":

@@ -1,0 +1,235 @@
+"""The simulated month's machinery: the real definitions driven as the daemon would drive them
+(schedule ticks at their times, sensors with their cursors, the run keys a sensor already used
+skipped), on a moved clock, and the invariants that must hold at the end of every day."""
+
+import collections
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from stock_assets import clock
+from stock_assets.cli import materialize_range
+from stock_assets.definitions import build_defs
+from stock_assets.defs.quality import CHECKS
+from stock_assets.lake import delta
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.providers.synthetic import CSV_COLUMNS, synthetic_bars
+from stock_assets.settings import Settings
+
+NY = ZoneInfo("America/New_York")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+RUN_BOUND_SECONDS = 60  # no run of a 3-symbol day may take longer: a wait on a lock, a pool or a ghost would
+SETTLE_ROUNDS = 5  # sensor rounds a day may take before nothing more is asked for
+LAKE_TABLES = ("lake/prices", "lake/deduped", "lake/dq_report", "lake/indicators")
+# What legitimately differs between two runs over the same bars: when and from where they came.
+VOLATILE = {"ingested_at", "loaded_at", "source", "checked_at", "computed_at", "year"}
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def evening(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(18, 30), NY)
+
+
+def vendor_file(symbols: tuple[str, ...], sessions: list[dt.date]) -> bytes:
+    """A file another system drops: the seed columns and the extras, the same bars the provider has."""
+    frames = [synthetic_bars(s, sessions)[CSV_COLUMNS] for s in symbols]
+    return "".join(f.to_csv(index=False, header=i == 0, lineterminator="\n") for i, f in enumerate(frames)).encode()
+
+
+def stable(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """`table` without the volatile columns, in key order, sessions as dates."""
+    kept = [c for c in table.column_names if c not in VOLATILE]
+    return table.select(kept).sort_by([(k, "ascending") for k in keys if k in kept])
+
+
+def assert_same(got: pa.Table, want: pa.Table, what: str) -> None:
+    assert got.column_names == want.column_names, f"{what}: columns {got.column_names} != {want.column_names}"
+    if got.equals(want):
+        return
+    assert got.num_rows == want.num_rows, f"{what}: {got.num_rows} rows, a clean run has {want.num_rows}"
+    for name in got.column_names:
+        a, b = got[name].to_pylist(), want[name].to_pylist()
+        wrong = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        assert not wrong, f"{what}: column {name} differs in {len(wrong)} rows, first {got.slice(wrong[0], 1).to_pylist()} != {want.slice(wrong[0], 1).to_pylist()}"
+
+
+def in_sessions(table: pa.Table, sessions) -> pa.Table:
+    return table.filter(pa.compute.is_in(table["session"], pa.array(sorted(sessions), pa.date32())))
+
+
+def warehouse_tables(settings: Settings) -> dict[str, pa.Table]:
+    path = settings.warehouse_url.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as con:
+        names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        return {t: stable(con.sql(f"SELECT * FROM {t}").to_arrow_table(), ("symbol", "session")) for t in ("prices", "indicators") if t in names}
+
+
+def reference(settings: Settings, sessions: list[dt.date]) -> dict[str, pa.Table]:
+    """One clean run over every session of the month, in a home of its own."""
+    clock.shift_to(evening(sessions[-1]))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize_range(build_defs(settings), str(sessions[0]), str(sessions[-1]), instance)
+    assert result.success, "the clean reference run failed"
+    return warehouse_tables(settings)
+
+
+Run = collections.namedtuple("Run", "day job run_id seconds success")
+
+
+class Month:
+    """The pipeline of `settings` on `instance`, day after day, with an alert webhook at `hook`."""
+
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance, reference: dict[str, pa.Table]):
+        self.settings, self.instance, self.reference = settings, instance, reference
+        self.defs = build_defs(settings)
+        self.repository = self.defs.get_repository_def()
+        self.lake = LakeStorage(settings.lake_url)
+        self.cursors: dict[str, str | None] = {}
+        self.run_keys: set[str] = set()
+        self.runs: list[Run] = []
+        self.day: dt.date | None = None
+        self.sensor("run_failure_alert_sensor")  # a run status sensor starts from its first tick
+        self.sensor("landed_files_sensor")
+
+    # --- what the daemon does ------------------------------------------------------------
+    def run(self, job: str, defs: dg.Definitions | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+        started = time.monotonic()
+        result = (defs or self.defs).resolve_job_def(job).execute_in_process(instance=self.instance, run_config=QUIET, raise_on_error=False, **kwargs)
+        self.runs.append(Run(self.day, job, result.run_id, time.monotonic() - started, result.success))
+        return result
+
+    def request(self, request: dg.RunRequest, job: str, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult | None:
+        """A sensor's or schedule's request, run unless its run key ran before (as the daemon does)."""
+        if request.run_key is not None and request.run_key in self.run_keys:
+            return None
+        self.run_keys.add(request.run_key)
+        tags = {k: v for k, v in request.tags.items() if k != "dagster/partition"}
+        return self.run(job, defs, partition_key=request.partition_key, tags=tags)
+
+    def daily_tick(self, day: dt.date, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
+        self.day = day
+        clock.shift_to(evening(day))
+        schedule = self.defs.resolve_schedule_def("daily_prices_job_schedule")
+        [request] = schedule.evaluate_tick(dg.build_schedule_context(repository_def=self.repository, scheduled_execution_time=evening(day))).run_requests
+        return self.request(request, "daily_prices_job", defs)
+
+    def rerun(self, day: dt.date, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
+        """The operator, alerted, runs the session again (the UI's re-execute)."""
+        return self.run("daily_prices_job", defs, partition_key=str(day))
+
+    def maintenance_tick(self, sunday: dt.date) -> dg.ExecuteInProcessResult:
+        self.day = sunday
+        at = dt.datetime.combine(sunday, dt.time(3, 0), NY)
+        clock.shift_to(at)
+        schedule = self.defs.resolve_schedule_def("lake_maintenance_job_schedule")
+        [request] = schedule.evaluate_tick(dg.build_schedule_context(repository_def=self.repository, scheduled_execution_time=at)).run_requests
+        return self.request(request, "lake_maintenance_job")
+
+    def sensor(self, name: str) -> list[dg.RunRequest]:
+        with dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(name), definitions=self.defs,
+                                     resources=self.defs.resources) as context:  # fmt: skip
+            data = self.defs.resolve_sensor_def(name).evaluate_tick(context)
+        self.cursors[name] = data.cursor
+        return list(data.run_requests)
+
+    def settle(self) -> None:
+        """The sensors' ticks until none asks for anything more."""
+        jobs = {"landing_files_sensor": "land_dropped_file_job", "landed_files_sensor": "landing_to_lake_job",
+                "stale_indicators_sensor": "indicators_job"}  # fmt: skip
+        for _ in range(SETTLE_ROUNDS):
+            ran = [self.request(r, job) for name, job in jobs.items() for r in self.sensor(name)]
+            if not any(ran):
+                self.sensor("run_failure_alert_sensor")
+                return
+        raise AssertionError(f"{self.day}: the sensors still ask for runs after {SETTLE_ROUNDS} rounds")
+
+    def drop(self, name: str, body: bytes) -> None:
+        self.lake.write_bytes(f"landing/incoming/{name}", body)
+        self.lake.write_bytes(f"landing/incoming/{name}.done", b"")
+
+    # --- the invariants -------------------------------------------------------------------
+    def check(self, alerts: list[str]) -> None:
+        """Every invariant, at the end of the day."""
+        tables = warehouse_tables(self.settings)
+        loaded = set(tables["prices"]["session"].to_pylist()) if "prices" in tables else set()
+        self.check_warehouse(tables, loaded)
+        self.check_lake(tables, loaded)
+        self.check_production()
+        self.check_runs(alerts)
+
+    def check_warehouse(self, tables: dict[str, pa.Table], loaded: set[dt.date]) -> None:
+        month = self.reference["prices"]["session"].to_pylist()
+        for session, run in self.successful_sessions().items():
+            assert session in loaded, f"{self.day}: {session} was loaded by run {run} but is not in the warehouse"
+        if not loaded:
+            return
+        assert_same(tables["prices"], in_sessions(self.reference["prices"], loaded), f"{self.day}: warehouse prices")
+        prefix = [s for s in sorted(set(month)) if s <= max(loaded)]
+        prefix = prefix[: next((i for i, s in enumerate(prefix) if s not in loaded), len(prefix))]  # indicators need every session before
+        assert_same(in_sessions(tables["indicators"], prefix), in_sessions(self.reference["indicators"], prefix), f"{self.day}: warehouse indicators")
+
+    def successful_sessions(self) -> dict[dt.date, str]:
+        done = {}
+        for run in self.runs:
+            if run.success and run.job == "daily_prices_job":
+                tags = self.instance.get_run_by_id(run.run_id).tags
+                if "dagster/partition" in tags:
+                    done[dt.date.fromisoformat(tags["dagster/partition"])] = run.run_id
+        return done
+
+    def check_lake(self, tables: dict[str, pa.Table], loaded: set[dt.date]) -> None:
+        """Each Delta table reads the same through deltalake and through DuckDB; deduped and
+        indicators hold what the warehouse holds, for its sessions."""
+        con = duckdb.connect()
+        for prefix in LAKE_TABLES:
+            uri = delta.table_uri(self.lake, prefix)
+            if not DeltaTable.is_deltatable(uri):
+                continue
+            by_deltalake = DeltaTable(uri).to_pyarrow_table()
+            files = delta.dataset(self.lake, prefix)  # noqa: F841 (DuckDB scans it by name)
+            by_duckdb = con.sql("SELECT * FROM files").to_arrow_table()
+            keys = ("symbol", "session", "check_name")
+            assert_same(stable(by_duckdb, keys), stable(by_deltalake.select(by_duckdb.column_names), keys), f"{self.day}: {prefix} by DuckDB and by deltalake")
+            warehouse = {"lake/deduped": "prices", "lake/indicators": "indicators"}.get(prefix)
+            if warehouse and loaded:
+                lake = stable(in_sessions(by_deltalake, loaded), ("symbol", "session"))
+                want = tables[warehouse]
+                shared = [c for c in want.column_names if c in lake.column_names]
+                assert_same(lake.select(shared), want.select(shared), f"{self.day}: {prefix} against warehouse {warehouse}")
+
+    def check_production(self) -> None:
+        """published/LATEST: a version of lake/deduped whose window is complete and checked."""
+        try:
+            latest = json.loads(self.lake.read_bytes("published/LATEST"))
+        except FileNotFoundError:
+            return
+        blocking = {name for name, _, severity in CHECKS if severity == "ERROR"}
+        failed = [name for name, passed in latest["checks"].items() if name in blocking and not passed]
+        assert blocking <= set(latest["checks"]) and not failed, f"{self.day}: production's checks {latest['checks']}"
+        first, last = (dt.date.fromisoformat(d) for d in latest["window"])
+        window = [s for s in sorted(set(self.reference["prices"]["session"].to_pylist())) if first <= s <= last]
+        rows = delta.dataset(self.lake, "lake/deduped", latest["version"]).to_table()
+        assert_same(stable(in_sessions(rows, window), ("symbol", "session")).select(self.reference["prices"].column_names),
+                    in_sessions(self.reference["prices"], window), f"{self.day}: production (version {latest['version']}, {first}..{last})")  # fmt: skip
+
+    def check_runs(self, alerts: list[str]) -> None:
+        busy = self.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))
+        assert not busy, f"{self.day}: runs still in progress at the end of the day: {[r.run_id for r in busy]}"
+        for run in self.runs:
+            assert run.seconds < RUN_BOUND_SECONDS, f"{run.day}: {run.job} run {run.run_id} took {run.seconds:.0f} s"
+        failed = [r.run_id for r in self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))]
+        unalerted = [r for r in failed if not any(f"/runs/{r}" in a for a in alerts)]
+        assert not unalerted, f"{self.day}: failed runs never alerted: {unalerted}"
+
+    def check_maintained(self) -> None:
+        """At most one data file per year in each table's current version."""
+        for prefix in LAKE_TABLES:
+            years = collections.Counter(Path(p).parent.name for p in delta.current_files(self.lake, prefix))
+            assert all(n <= 1 for n in years.values()), f"{self.day}: {prefix} after maintenance: files per year {dict(years)}"
