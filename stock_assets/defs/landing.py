@@ -12,6 +12,7 @@ import json
 
 import dagster as dg
 
+from stock_assets import clock
 from stock_assets.calendar import nyse_calendar
 from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake.io_manager import LakeResource
@@ -44,7 +45,7 @@ def _ready(storage, infos) -> tuple[list, dict, set, float]:
 
 def valid_sessions(start: str) -> set[dt.date]:
     """The sessions a dropped row may be dated on: from the partitions' first to today."""
-    today = dt.date.today()
+    today = clock.today()
     return {d.date() for d in nyse_calendar().sessions if start <= str(d.date()) and d.date() <= today}
 
 
