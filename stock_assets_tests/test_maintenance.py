@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from stock_assets.cli import materialize_range
-from stock_assets.defs.maintenance import LAKE_TABLES
+from stock_assets.defs.maintenance import LAKE_TABLES, maintain_lake
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
@@ -64,8 +64,8 @@ def test_after_two_daily_runs_the_weekly_job_compacts_every_table_by_its_own_lay
 
 
 def write_twice(lake: LakeStorage) -> list[dt.date]:
-    """Each lake table written by two daily windows (two files in 2024), with its own columns."""
-    sessions = sessions_between("2015-01-02", "2024-01-02", "2024-01-03")
+    """Each lake table written by daily windows, two in each of 2023 and 2024, with its own columns."""
+    sessions = sessions_between("2015-01-02", "2023-12-28", "2024-01-03")
     for index, session in enumerate(sessions):
         bars = pa.table({"symbol": ["A", "B"], "session": pa.array([session] * 2, pa.date32()), "close": [1.0 + index, 2.0]})
         checks = pa.table({"session": pa.array([session] * 2, pa.date32()), "check_name": ["gaps", "jumps"], "passed": [True, True]})
@@ -78,21 +78,24 @@ def test_a_table_that_fails_is_named_and_the_others_are_still_maintained(setting
     settings = dataclasses.replace(settings, lake_retention_days=0)
     lake = LakeStorage(settings.lake_url)
     sessions = write_twice(lake)
-    lost = delta.current_files(lake, "lake/dq_report")[0]
-    lake.delete(f"lake/dq_report/{lost}")  # a damaged table: a data file of its current version is gone
+    damaged = ("lake/prices", "lake/dq_report")  # the first table in line, and one before the last
+    lost = [delta.current_files(lake, prefix)[0] for prefix in damaged]
+    for prefix, path in zip(damaged, lost, strict=True):
+        lake.delete(f"{prefix}/{path}")  # a data file of the current version is gone
 
     result = defs_for(settings).resolve_job_def("lake_maintenance_job").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     failure = result.failure_data_for_node("compact_and_vacuum_lake").user_failure_data
-    assert lake.uri("lake/dq_report") in failure.description and lost.split("/")[-1] in failure.description
-    assert all(lake.uri(p) not in failure.description for p in LAKE_TABLES if p != "lake/dq_report")
-    assert "lake/dq_report" in failure.metadata["tables"].value and "lake/indicators" in failure.metadata["tables"].value
-    for prefix in ("lake/prices", "lake/deduped", "lake/indicators"):  # before and after the failed one
-        assert files_per_year(lake, prefix) == {"year=2024": 1}, prefix
+    for prefix, path in zip(damaged, lost, strict=True):  # each failed table named, with the file it failed on
+        assert f"{lake.uri(prefix)}: " in failure.description and path.split("/")[-1] in failure.description
+    assert all(f"{lake.uri(p)}: " not in failure.description for p in LAKE_TABLES if p not in damaged)
+    assert all(f"| {p} |" in failure.metadata["tables"].value for p in LAKE_TABLES)
+    for prefix in ("lake/deduped", "lake/indicators"):  # after a failed one: maintained all the same
+        assert files_per_year(lake, prefix) == {"year=2023": 1, "year=2024": 1}, prefix
         assert on_disk(lake, prefix) == delta.current_files(lake, prefix), prefix  # and vacuumed
-        assert delta.read_window(lake, prefix, sessions, schema=None).num_rows == 4, prefix
+        assert delta.read_window(lake, prefix, sessions, schema=None).num_rows == 8, prefix
     lines = messages(instance, result, "maintained ", "could not maintain ")
-    assert [line.split()[0] for line in lines] == ["maintained", "maintained", "could", "maintained"]
+    assert [line.split()[0] for line in lines] == ["could", "maintained", "could", "maintained"]
 
 
 # --- the production version under a clock moved past the retention ---------------------------
@@ -191,3 +194,16 @@ def test_the_production_version_survives_vacuum_with_the_clock_moved_past_the_re
     assert closes(lake, 1) == written(1) and not readable(lake, 3) and closes(lake, None) == written(4)
     kept = [u.split("lake/deduped/")[1] for v in (1, None) for u in delta.open_table(lake, "lake/deduped", v).file_uris()]
     assert on_disk(lake, "lake/deduped") == sorted(kept)  # every other file vacuumed
+
+
+def test_an_unreadable_production_manifest_stops_maintenance_before_anything_is_vacuumed(tmp_path):
+    lake = LakeStorage(str(tmp_path / "lake"))
+    write_twice(lake)
+    files = {p: on_disk(lake, p) for p in LAKE_TABLES}
+    lake.write_bytes("published/LATEST", b'{"table": "')  # cut short
+    with pytest.raises(ValueError, match=r"published/LATEST: not a readable production manifest .* nothing was vacuumed"):
+        maintain_lake(lake, 0, dt.datetime.now(dt.UTC))
+    assert {p: on_disk(lake, p) for p in LAKE_TABLES} == files
+    # A LATEST pointing at a copy a rebuild moved aside keeps no version of the tables maintained.
+    lake.write_bytes("published/LATEST", json.dumps({"table": lake.uri("lake/.damaged/deduped-1"), "version": 1}).encode())
+    assert all(r["files"] == 2 for r in maintain_lake(lake, 0, dt.datetime.now(dt.UTC)))

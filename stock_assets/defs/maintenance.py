@@ -23,18 +23,20 @@ PUBLISHED = "published/LATEST"
 
 
 def production(storage: LakeStorage) -> tuple[str, int] | None:
-    """(table prefix, version) of the published production version, or None before the first publish."""
+    """(table prefix, version) of the published production version, or None before the first
+    publish (or when LATEST points at a table moved aside by a rebuild, which is not maintained)."""
     try:
         body = storage.read_bytes(PUBLISHED)
     except FileNotFoundError:
         return None
     try:
         published = json.loads(body)
-        prefix = next(p for p in LAKE_TABLES if published["table"].rstrip("/").endswith(f"/{p}"))
-        return prefix, int(published["version"])
-    except (ValueError, KeyError, TypeError, StopIteration) as err:
+        table, version = published["table"].rstrip("/"), int(published["version"])
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{storage.uri(PUBLISHED)}: not a readable production manifest ({type(err).__name__}: {err}); "
                          "nothing was vacuumed, as the production version to keep is unknown") from err  # fmt: skip
+    prefix = next((p for p in LAKE_TABLES if table.endswith(f"/{p}")), None)
+    return (prefix, version) if prefix else None
 
 
 def retention(days: float, now: dt.datetime) -> dt.timedelta:

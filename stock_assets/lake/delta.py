@@ -184,7 +184,7 @@ def maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta, keep_ve
         return _maintain(storage, prefix, retention, list(keep_versions))
     except Exception as err:
         text, uri = (str(err).strip() or type(err).__name__).splitlines()[0], storage.uri(prefix)  # no Rust backtrace
-        raise RuntimeError(text if uri in text else f"{uri}: {text}") from err
+        raise RuntimeError(text if text.startswith(f"{uri}: ") else f"{uri}: {text}") from err
 
 
 def layout_column(schema: pa.Schema) -> str | None:
