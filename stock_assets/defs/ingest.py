@@ -5,11 +5,12 @@ import datetime as dt
 import dagster as dg
 import pyarrow as pa
 
+from stock_assets.calendar import session_offset
 from stock_assets.defs.common import RANGE_TAGS, lake_asset, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.preflight import unreachable
-from stock_assets.providers.base import FetchResult, RawPayload
+from stock_assets.providers.base import RawPayload
 from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payloads
 from stock_assets.providers.resource import MissingSettingError, ProviderResource
@@ -44,18 +45,27 @@ def _no_window(context: dg.AssetExecutionContext) -> dg.Failure:
                  "Give the earlier session first (--partition-range FIRST...LAST, backfill --start/--end)")
 
 
-def _nothing_fetched(window: str, result: FetchResult) -> dg.Failure:
-    """No symbol came back: permanent failures stop the run, otherwise the step retry may mend it."""
-    shown = "; ".join(f"{symbol}: {why}" for symbol, why in list(result.failures.items())[:SHOWN_FAILURES])
-    more = len(result.failures) - SHOWN_FAILURES
-    detail = f"{shown}{f'; and {more} more' if more > 0 else ''}"
-    if result.all_permanent:
-        return _stop(f"no symbol could be fetched for {window}, every failure is permanent: {detail}", failures=_failures_md(result.failures))
-    transient = sorted(set(result.failures) - result.permanent)
-    return dg.Failure(
-        f"no symbol could be fetched for {window}; {', '.join(transient[:SHOWN_FAILURES])} may pass on a retry: {detail}",
-        metadata={"failures": _failures_md(result.failures)},
-    )
+def _listed_before(lake: LakeResource, settings: Settings, sessions: list[dt.date], symbols: set[str]) -> tuple[dt.date | None, set[str]]:
+    """The session before the window, and which of `symbols` have a bar on it in lake/deduped."""
+    before = session_offset(sessions[0], -1, floor=settings.start)
+    if not symbols or before >= sessions[0]:
+        return None, set()
+    return before, set(layout.read_sessions(lake.storage(), "lake/deduped", [before])["symbol"].to_pylist()) & symbols
+
+
+def _incomplete(window: str, failures: dict[str, str], permanent: set[str], fetched: int, tries: int, last_try: bool) -> dg.Failure:
+    """The window lacks symbols no known reason explains: nothing downstream may run on it."""
+    names = sorted(failures)
+    named = ", ".join(names[:SHOWN_FAILURES]) + (f" and {len(names) - SHOWN_FAILURES} more" if len(names) > SHOWN_FAILURES else "")
+    detail = "; ".join(f"{symbol}: {failures[symbol]}" for symbol in names[:SHOWN_FAILURES])
+    kept = f"; the {fetched} symbol(s) fetched are kept in raw/, so a re-run fetches only {named}" if fetched else ""
+    if set(failures) & permanent:
+        return _stop(f"{window}: {named} cannot be fetched ({detail}): an incomplete window is neither loaded nor published{kept}",
+                     failures=_failures_md(failures))  # fmt: skip
+    message = f"{window}: {named} could not be fetched after {tries} {'try' if tries == 1 else 'tries'} ({detail}): an incomplete window is neither loaded nor published{kept}"
+    if last_try:  # said here, not as Dagster's "Exceeded max_retries"
+        return dg.Failure(f"{message}; re-run the window once the provider answers", metadata={"failures": _failures_md(failures)}, allow_retries=False)
+    return dg.Failure(message, metadata={"failures": _failures_md(failures)})
 
 
 def build(settings: Settings) -> dg.Definitions:
@@ -81,11 +91,15 @@ def build(settings: Settings) -> dg.Definitions:
         """Provider payloads for the window, byte-for-byte as received (bronze): one per response.
 
         A re-run fetches only the symbols this window lacks (quota is precious), unless `refetch`.
-        What no retry can mend fails at once and is not retried (dg.Failure(allow_retries=False)):
-        an empty or reversed window, no symbol, an unreachable warehouse, lake or budget store, and a
-        window whose every symbol failed permanently (bad key, premium endpoint, bad symbol,
-        malformed or bad request, spent daily budget). Throttling, 5xx and dropped connections are
-        retried by the HTTP layer, then by the step's RetryPolicy.
+        Only a complete window goes on: a symbol that could not be fetched fails the step by name,
+        after what was fetched is written to raw/ (so the next try fetches only the rest).
+        Throttling, 5xx and dropped connections are retried by the HTTP layer, then by the step's
+        RetryPolicy. What no retry can mend fails at once and is not retried
+        (dg.Failure(allow_retries=False)): an empty or reversed window, no symbol, an unreachable
+        warehouse, lake or budget store, and any symbol that failed permanently (bad key, premium
+        endpoint, bad symbol, malformed or bad request, spent daily budget). A symbol the provider
+        answered with no bar for, and that has no bar on the session before in the lake, is not
+        listed yet: it does not block.
         """
         sessions = window_sessions(context)
         if not sessions:
@@ -104,13 +118,25 @@ def build(settings: Settings) -> dg.Definitions:
             kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols]
         have = {p.symbol for p in kept}
         result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
-        for symbol, why in result.failures.items():
-            context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {symbol} not fetched: {why}")
+        window = f"{sessions[0]}..{sessions[-1]}"
+        failures, unlisted = dict(result.failures), {}
+        before, traded = _listed_before(lake, settings, sessions, result.no_bars)
+        for symbol in sorted(result.no_bars):
+            if symbol in traded:  # it traded the session before: no bars now is a gap, not a listing to come
+                failures[symbol] += f"; yet it has a bar on {before} in lake/deduped"
+            else:
+                unlisted[symbol] = failures.pop(symbol)
+                context.log.info(f"raw_prices {window}: {symbol} has no bar in the window and none before it: not listed yet ({unlisted[symbol]})")
+        for symbol, why in failures.items():
+            context.log.warning(f"raw_prices {window}: {symbol} not fetched: {why}")
         for note in result.notes:
-            context.log.warning(f"raw_prices {sessions[0]}..{sessions[-1]}: {note}")
+            context.log.warning(f"raw_prices {window}: {note}")
         payloads = kept + result.payloads
-        if not payloads and result.failures:
-            raise _nothing_fetched(f"{sessions[0]}..{sessions[-1]}", result)
+        if failures:
+            storage = lake.storage()  # what was fetched stays: the next try and a re-run fetch only the rest
+            storage.map(lambda p: storage.write_bytes(f"raw/{sessions[0]}_{sessions[-1]}/{layout.raw_name(p)}", p.body), result.payloads)
+            tries = context.retry_number + 1
+            raise _incomplete(window, failures, result.permanent, len({p.symbol for p in payloads}), tries, tries > settings.step_retries)
         return dg.Output(
             payloads,
             metadata={
@@ -120,10 +146,9 @@ def build(settings: Settings) -> dg.Definitions:
                 "requests": len(result.payloads),
                 "reused_symbols": len(have),
                 "bytes": sum(len(p.body) for p in payloads),
-                "failed_symbols": len(result.failures),
-                "failures": _failures_md(result.failures),
+                "not_listed_yet": _failures_md(unlisted),
                 "notes": "; ".join(result.notes) or "none",
-                "window": f"{sessions[0]}..{sessions[-1]}",
+                "window": window,
             },
         )
 

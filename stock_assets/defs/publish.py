@@ -16,6 +16,7 @@ from stock_assets.lake.storage import LakeStorage
 from stock_assets.settings import Settings
 
 TABLE = "lake/deduped"
+COMPLETE = "prices_complete"  # production is a window with every expected symbol, or one whose absence is explained
 
 
 def commit_time(storage: LakeStorage, prefix: str, version: int) -> dt.datetime:
@@ -60,15 +61,19 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.d
         if not latest or "delta_version" not in latest[0].asset_materialization.metadata:
             raise dg.Failure(f"no version of {TABLE} has been written: nothing checked to publish", allow_retries=False)
         written, writer = latest[0].asset_materialization, latest[0].run_id
-    checks, failed = {}, set()
+    checks, failed = {}, {}
     for record in instance.all_logs(writer, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         checks[evaluation.check_name] = checks.get(evaluation.check_name, True) and evaluation.passed
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            failed.add(evaluation.check_name)
+            lacking = evaluation.metadata.get("unexplained")  # prices_complete names the symbols
+            failed[evaluation.check_name] = f"{evaluation.check_name} (lacks {lacking.value})" if lacking else evaluation.check_name
+    which = f"the latest write of {TABLE} (version {written.metadata['delta_version'].value}, run {writer})"
     if failed:  # in a run of its own (a backfill's), nothing else stops an unchecked version
-        raise dg.Failure(f"the latest write of {TABLE} (version {written.metadata['delta_version'].value}, run {writer}) failed "
-                         f"{', '.join(sorted(failed))}: not published; production stays as it was", allow_retries=False)  # fmt: skip
+        raise dg.Failure(f"{which} failed {', '.join(failed[n] for n in sorted(failed))}: not published; production stays as it was", allow_retries=False)
+    if COMPLETE not in checks:  # deduped_prices materialized without dq_report: nobody counted the symbols
+        raise dg.Failure(f"{which} was never checked for missing symbols ({COMPLETE}): not published; production stays as it was. "
+                         "Materialize dq_report for its window, then publish", allow_retries=False)  # fmt: skip
     run = instance.get_run_by_id(writer)
     first, last = (run.tags.get(tag) if run else None for tag in RANGE_TAGS)
     window = [dt.date.fromisoformat(d) for d in (first or written.partition, last or written.partition)]

@@ -7,11 +7,13 @@ downstream (the warehouse load, the published snapshot) runs.
 """
 
 import datetime as dt
+import io
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from stock_assets.calendar import nyse_calendar, session_offset
 from stock_assets.defs.common import session_partitioned, table_metadata, warehouse_kind, window_sessions
@@ -22,6 +24,7 @@ from stock_assets.schema import constant
 from stock_assets.settings import Settings
 from stock_assets.transforms.quality import DQ_SCHEMA, RULES, Rule, duplicate_key, evaluate
 from stock_assets.transforms.quality_window import (
+    absent_symbols,
     completeness,
     intact,
     jumps,
@@ -35,7 +38,8 @@ CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)
     ("landing_files_intact", "Every landing file of the window is as it was written (its record: rows, bytes, SHA-256).", "ERROR"),
     ("landing_rows_reconcile", "Rows in landing equal rows in the lake, per session.", "ERROR"),
     ("deduped_rows_reconcile", "Deduped rows equal the lake's distinct keys, per session.", "ERROR"),
-    ("prices_complete", "Every symbol of the universe has a bar in every session of the window.", "WARN"),
+    ("prices_complete", "Every symbol of the universe has a bar in every session of the window. Blocking (ERROR) for a symbol "
+     "with no bar in the whole window that has one on the session before and none set aside: an outage, not a listing to come.", "ERROR"),
     ("prices_final_bars", "No bar was fetched before it ended (a partial bar will change).", "WARN"),
     ("prices_no_unexplained_jumps", "No bar-over-bar move beyond the threshold without a split coefficient.", "WARN"),
 ]
@@ -45,10 +49,19 @@ class QualityConfig(dg.Config):
     jump_threshold: float | None = None  # |move| above this warns; None: STOCK_ASSETS_DQ_JUMP_THRESHOLD
 
 
-def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold) -> pa.Table:
+def quarantined_symbols(storage, sessions: list[dt.date]) -> set[str]:
+    """Symbols with bars of this window set aside in quarantine/ by landing_csv (with their reason)."""
+    files = [p for p in storage.list_files(f"{layout.QUARANTINE}/provider/{sessions[0]}_{sessions[-1]}") if p.endswith(".csv")]
+    read = pacsv.ConvertOptions(include_columns=["symbol"], column_types={"symbol": pa.string()})
+    return {s for p in files for s in pacsv.read_csv(io.BytesIO(storage.read_bytes(p)), convert_options=read)["symbol"].to_pylist()}
+
+
+def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold, quarantined=frozenset()) -> pa.Table:
     """Every dq_report row of the window, run id and time left empty. `landing`: rows in landing
-    per session and the damaged landing files (layout.inspect_landing)."""
+    per session and the damaged landing files (layout.inspect_landing); `previous`: lake/deduped
+    on the session before the window; `quarantined`: symbols set aside in the window."""
     landing_rows, damaged = landing
+    absent = absent_symbols(deduped, symbols, set(previous["symbol"].to_pylist()), set(quarantined))
     cal = nyse_calendar().schedule["close"].reindex(pd.DatetimeIndex(sessions))  # one lookup for the window
     closes = dict(zip(sessions, cal.dt.to_pydatetime()))
     return pa.concat_tables(
@@ -58,7 +71,7 @@ def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_th
             intact(damaged, sessions),
             reconcile("landing_rows_reconcile", "lake_parquet", sessions, landing_rows, rows_per_session(lake), ("landing rows", "lake rows")),
             reconcile("deduped_rows_reconcile", "deduped_prices", sessions, rows_per_session(lake, distinct_keys=True), rows_per_session(deduped), ("lake keys", "deduped rows")),
-            completeness(deduped, sessions, symbols, "deduped_prices"),
+            completeness(deduped, sessions, symbols, "deduped_prices", absent),
             partial_bars(deduped, sessions, closes, "deduped_prices"),
             jumps(deduped, previous, sessions, jump_threshold, "deduped_prices"),
         ]
@@ -88,7 +101,9 @@ def build(settings: Settings) -> dg.Definitions:
         landing = layout.inspect_landing(storage, sessions)
         for uri, why in landing[1].items():
             context.log.error(f"landing file {uri}: {why}")
-        report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, threshold)
+        quarantined = quarantined_symbols(storage, sessions)
+        report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, threshold, quarantined)
+        absent = absent_symbols(deduped_prices, provider.symbols, set(previous["symbol"].to_pylist()), quarantined)
         n = report.num_rows
         report = report.set_column(8, "run_id", constant(context.run.run_id, pa.string(), n))
         report = report.set_column(9, "checked_at", constant(dt.datetime.now(dt.UTC), DQ_SCHEMA.field("checked_at").type, n))
@@ -104,6 +119,9 @@ def build(settings: Settings) -> dg.Definitions:
         for name, _, severity in CHECKS:
             rows = report.filter(pc.equal(report["check_name"], name))
             bad = rows.filter(pc.invert(rows["passed"]))
+            if bad.num_rows:  # a check that blocks only some failures (prices_complete) says which in its rows
+                severity = "ERROR" if "ERROR" in bad["severity"].to_pylist() else "WARN"
+            explained = {k: ", ".join(v) or "none" for k, v in absent.items()} if name == "prices_complete" else {}
             yield dg.AssetCheckResult(
                 check_name=name,
                 passed=bad.num_rows == 0,
@@ -113,6 +131,7 @@ def build(settings: Settings) -> dg.Definitions:
                     "failing_sessions": bad.num_rows,
                     "sample": "; ".join(s for s in bad["sample"].to_pylist()[:5] if s) or "none",
                     "window": f"{sessions[0]}..{sessions[-1]}",
+                    **explained,
                 },
             )
 

@@ -33,6 +33,9 @@ class FetchResult:
     # premium endpoint, bad symbol, malformed or bad request, spent daily budget). A failure not
     # named here may pass (throttling, 5xx, a dropped connection) and keeps the step's retry.
     permanent: set[str] = field(default_factory=set)
+    # Failed symbols the provider answered for with no bar in the window (ProviderError.no_bars):
+    # not listed yet, unless the lake shows it traded the session before (raw_prices decides).
+    no_bars: set[str] = field(default_factory=set)
 
     @property
     def all_permanent(self) -> bool:
@@ -55,6 +58,8 @@ class SymbolBySymbol:
                 result.failures[symbol] = f"{type(err).__name__}: {err}"
                 if not err.retryable:
                     result.permanent.add(symbol)
+                if err.no_bars:
+                    result.no_bars.add(symbol)
         return result
 
 

@@ -130,7 +130,9 @@ class CsvDirProvider:
             if bars.num_rows:
                 extent = pc.min_max(bars["session"]).as_py()
                 span = f"its lines run {extent['min']}..{extent['max']}"
-            raise NoRowsInWindowError(PROVIDER, symbol, f"{uri} has no line dated {sessions[0]}..{sessions[-1]}: {span}")
+            error = NoRowsInWindowError(PROVIDER, symbol, f"{uri} has no line dated {sessions[0]}..{sessions[-1]}: {span}")
+            error.no_bars = bool(bars.num_rows) and extent["min"] > sessions[-1]  # starts after the window: not listed yet?
+            raise error
         return RawPayload(self.name, symbol, "1d", sessions[0], sessions[-1], moment, "csv", rows)
 
 

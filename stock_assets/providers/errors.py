@@ -21,6 +21,9 @@ class ProviderError(Exception):
     """Base class: the response is not usable data. `retryable` tells the caller whether to try again."""
 
     retryable = False
+    # The provider answered, with no bar in the window (an empty series, an archive that starts
+    # later): the symbol may not be listed yet. raw_prices asks the lake whether it traded before.
+    no_bars = False
 
     def __init__(self, provider: str, symbol: str, detail: str):
         self.provider, self.symbol, self.detail = provider, symbol, redact(detail)
@@ -64,3 +67,4 @@ class EmptyResultError(ProviderError):
     """Polygon `results` missing/null: intermittent for active symbols, so retry before concluding."""
 
     retryable = True
+    no_bars = True

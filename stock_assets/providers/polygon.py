@@ -1,5 +1,6 @@
 """Polygon aggregates over HTTP: one range request per symbol for the whole window, following
-`next_url` pages; `results: null` for a trading symbol is retried before it counts as missing."""
+`next_url` pages; `results: null` for a trading symbol is retried before it counts as missing.
+An empty page after a page of bars ends the series: it is kept, not retried."""
 
 import datetime as dt
 import json
@@ -27,7 +28,7 @@ class PolygonProvider(SymbolBySymbol):
         payloads = []
         while url:
             moment = dt.datetime.now(dt.UTC)
-            body = self.http.get(url, params, symbol=symbol, check=lambda b: _check(b, symbol, interval))
+            body = self.http.get(url, params, symbol=symbol, check=lambda b: _check(b, symbol, interval, first_page=not payloads))
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, "json", body, len(payloads)))
             url, params = self._next(json.loads(body).get("next_url")), {}  # next_url carries cursor and query
         return payloads
@@ -40,5 +41,7 @@ class PolygonProvider(SymbolBySymbol):
         return f"{self.base_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
-def _check(body: bytes, symbol: str, interval: str) -> None:
-    parse_polygon(body, symbol, interval, dt.datetime.now(dt.UTC))  # raises if not data
+def _check(body: bytes, symbol: str, interval: str, first_page: bool) -> None:
+    """Raises if the page is not data. An empty page after the first is the series' end
+    (Polygon may hand out a `next_url` whose page holds nothing): no retry is spent on it."""
+    parse_polygon(body, symbol, interval, dt.datetime.now(dt.UTC), empty_ok=not first_page)

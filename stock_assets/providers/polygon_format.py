@@ -21,24 +21,27 @@ from stock_assets.providers.errors import (  # noqa: F401 - re-exported for call
     ThrottledError,
     json_object,
 )
-from stock_assets.schema import conform, constant, validate_symbol
+from stock_assets.schema import BAR_SCHEMA, conform, constant, validate_symbol
 
 PROVIDER = "polygon"
 DATA_STATUSES = ("OK", "DELAYED")
 _REQUIRED = ["o", "h", "l", "c", "v", "t"]
 
 
-def parse_polygon(body: bytes, symbol: str, interval: str, ingested_at: dt.datetime) -> tuple[pa.Table, str | None]:
+def parse_polygon(body: bytes, symbol: str, interval: str, ingested_at: dt.datetime, empty_ok: bool = False) -> tuple[pa.Table, str | None]:
     """(canonical bars sorted by ts, next_url or None) for one aggregates page.
 
     `results` missing/null/empty raises EmptyResultError: Polygon sometimes answers that for an
     active symbol on a trading day, so the caller retries before concluding there is no data.
+    With `empty_ok` (a page after the first: the series' end) it is no bars instead.
     """
     validate_symbol(symbol)
     if interval != "1d" and not re.fullmatch(r"\d+min", interval):
         raise ValueError(f"unsupported interval {interval!r}: expected '1d' or '<n>min'")
     doc = _load(body, symbol)
     results = doc.get("results")
+    if not results and empty_ok:
+        return conform(BAR_SCHEMA.empty_table()), None
     if not results:
         detail = f"no results (status {doc.get('status')}, resultsCount {doc.get('resultsCount')})"
         raise EmptyResultError(PROVIDER, symbol, f"{detail}; retry before concluding there is no data")

@@ -18,7 +18,7 @@ def parse_payload(payload: RawPayload) -> pa.Table:
     if payload.provider == "alphavantage":
         return parse_alphavantage(payload.body, payload.extension, payload.symbol, payload.interval, payload.ingested_at)
     if payload.provider == "polygon":
-        return parse_polygon(payload.body, payload.symbol, payload.interval, payload.ingested_at)[0]
+        return parse_polygon(payload.body, payload.symbol, payload.interval, payload.ingested_at, empty_ok=payload.part > 0)[0]
     if payload.provider == "csvdir":
         return parse_csvdir(payload.body, payload.symbol, payload.interval, payload.ingested_at, name=f"raw/ payload {payload.symbol} {payload.first_session}..{payload.last_session}")
     raise ValueError(f"no parser for provider {payload.provider!r} (payload for {payload.symbol})")

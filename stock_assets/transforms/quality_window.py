@@ -53,8 +53,23 @@ def intact(damaged: dict[str, str], sessions: list[dt.date]) -> pa.Table:
     return session_rows("landing_files_intact", "ERROR", "lake_parquet", sessions, {s: len(f) for s, f in per_session.items()}, samples)
 
 
-def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], asset: str) -> pa.Table:
-    """Per session, the symbols of the universe with no bar at all (WARN: a listing can pause)."""
+def absent_symbols(bars: pa.Table, symbols: list[str], traded_before: set[str], quarantined: set[str]) -> dict[str, list[str]]:
+    """Symbols of the universe with no bar in the whole window, by what explains it:
+    `unexplained` (it has a bar on the session before the window and none set aside in it: an
+    outage, a halt or a delisting; production must not lack it), `quarantined` (its bars in the
+    window were set aside with their reason) and `not_listed_yet` (no bar before the window either)."""
+    present = set(pc.unique(bars["symbol"]).to_pylist()) if bars.num_rows else set()
+    absent = sorted(set(symbols) - present)
+    return {
+        "unexplained": [s for s in absent if s in traded_before and s not in quarantined],
+        "quarantined": [s for s in absent if s in quarantined],
+        "not_listed_yet": [s for s in absent if s not in traded_before and s not in quarantined],
+    }
+
+
+def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], asset: str, absent: dict[str, list[str]] | None = None) -> pa.Table:
+    """Per session, the symbols of the universe with no bar at all. WARN (a listing can pause, a
+    symbol can be listed mid-window), ERROR when `absent` (absent_symbols) has `unexplained` ones."""
     expected = pa.table({"session": pa.array(sessions, pa.date32())}), pa.table({"symbol": pa.array(sorted(set(symbols)), pa.string())})
     con = _con(bars=bars.select(["session", "symbol"]), sessions=expected[0], universe=expected[1])
     gaps = con.sql(
@@ -64,7 +79,8 @@ def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], as
     for session, symbol in gaps:
         missing.setdefault(session, []).append(symbol)
     samples = {s: ", ".join(f"{sym}@{s}" for sym in m[:SAMPLE_SIZE]) for s, m in missing.items()}
-    return session_rows("prices_complete", "WARN", asset, sessions, {s: len(m) for s, m in missing.items()}, samples)
+    severity = "ERROR" if absent and absent["unexplained"] else "WARN"
+    return session_rows("prices_complete", severity, asset, sessions, {s: len(m) for s, m in missing.items()}, samples)
 
 
 def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, dt.datetime], asset: str) -> pa.Table:
