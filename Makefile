@@ -6,7 +6,7 @@ export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
 SESSIONS ?= 60
 
-.PHONY: install instance run backfill dev test test-deploy bench bench-peers lint clean
+.PHONY: install instance run backfill rebuild dev test test-deploy bench bench-peers lint clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ run: install instance
 backfill: install instance
 	@test -n "$(START)" -a -n "$(END)" || { echo "usage: make backfill START=YYYY-MM-DD END=YYYY-MM-DD"; exit 2; }
 	$(BIN)/python -m stock_assets.cli backfill --start $(START) --end $(END) $(if $(CHUNK),--chunk $(CHUNK))
+
+rebuild: install
+	@test -n "$(TABLE)" || { echo "usage: make rebuild TABLE=lake/prices|lake/deduped|lake/dq_report|lake/indicators"; exit 2; }
+	$(BIN)/python -m stock_assets.cli rebuild --table $(TABLE)
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml $(if $(PORT),-p $(PORT))

@@ -48,7 +48,7 @@ def _unreadable_parquet(storage: LakeStorage, path: str, whole: bool) -> str | N
     except FileNotFoundError:
         return "missing"
     except (OSError, pa.ArrowException) as err:
-        text = str(err).splitlines()[0].split("': ", 1)[-1]  # after the path, which the error names already
+        text = str(err).splitlines()[0].split("': ", 1)[-1].split(". ")[0]  # after the path, which is named already
         return f"not a readable Parquet file ({text[:100]})"
     return None
 
@@ -93,13 +93,17 @@ def damaged_data_file(storage: LakeStorage, prefix: str, options: dict, version,
         table.load_as_version(version)
     paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()
     named = [p for p in paths if p in message]
-    for path in named + paths:
+
+    def check(path: str) -> str | None:
         full = storage.path(f"{prefix}/{path}")
         if storage.fs.get_file_info(full).type == pafs.FileType.NotFound:
-            return path, "missing (the table's log lists it)"
-        if why := _unreadable_parquet(storage, full, whole=path in named):
+            return "missing (the table's log lists it)"
+        return _unreadable_parquet(storage, full, whole=path in named)
+
+    for path in named:
+        if why := check(path):
             return path, why
-    return None
+    return next(((path, why) for path, why in zip(paths, storage.map(check, paths)) if why), None)
 
 
 def find_damage(storage: LakeStorage, prefix: str, options: dict, version, message: str) -> tuple[str, str] | None:
@@ -119,7 +123,10 @@ def readable(storage: LakeStorage, prefix: str, options: dict, version=None) -> 
     except (DamagedTableError, CommitFailedError):
         raise
     except (DeltaError, OSError, pa.ArrowException) as err:
-        found = find_damage(storage, prefix, options, version, str(err))
+        try:
+            found = find_damage(storage, prefix, options, version, str(err))
+        except (DeltaError, OSError, pa.ArrowException):
+            found = None  # the store itself is failing (network, permissions): its error says more
         if found is None:
             raise
         raise DamagedTableError(storage.uri(prefix), prefix, *found) from err
