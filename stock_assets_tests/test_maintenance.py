@@ -207,3 +207,27 @@ def test_an_unreadable_production_manifest_stops_maintenance_before_anything_is_
     # A LATEST pointing at a copy a rebuild moved aside keeps no version of the tables maintained.
     lake.write_bytes("published/LATEST", json.dumps({"table": lake.uri("lake/.damaged/deduped-1"), "version": 1}).encode())
     assert all(r["files"] == 2 for r in maintain_lake(lake, 0, dt.datetime.now(dt.UTC)))
+
+
+def test_the_production_versions_log_entry_outlives_the_log_retention(tmp_path):
+    """delta-rs deletes log entries older than delta.logRetentionDuration (30 days) at each
+    checkpoint (every 100 commits): without its entry a version cannot be loaded, whatever
+    files vacuum kept. The lake's tables keep their log; maintenance sets it on older tables."""
+    lake = LakeStorage(str(tmp_path / "lake"))
+    sessions = sessions_between("2015-01-02", "2024-01-02", "2024-01-05")
+    bars = lambda close: pa.table({"symbol": ["A"] * 4, "session": pa.array(sessions, pa.date32()), "close": [float(close)] * 4})
+    layout.write_sessions(lake, "lake/deduped", bars(0), sessions)
+    assert delta.open_table(lake, "lake/deduped").metadata().configuration["delta.enableExpiredLogCleanup"] == "false"
+    # A table created before that (cleanup on, as delta-rs's default), checkpointed every 5 commits to keep this short.
+    delta.open_table(lake, "lake/deduped").alter.set_table_properties({"delta.enableExpiredLogCleanup": "true", "delta.checkpointInterval": "5"})
+    lake.write_bytes("published/LATEST", json.dumps({"table": lake.uri("lake/deduped"), "version": 0}).encode())
+    maintain_lake(lake, 30, dt.datetime.now(dt.UTC))  # the weekly job
+    for close in range(1, 6):  # up to a checkpoint
+        layout.write_sessions(lake, "lake/deduped", bars(close), sessions)
+    months_ago = dt.datetime.now().timestamp() - 60 * 86400
+    for entry in lake.list_files("lake/deduped/_delta_log"):
+        os.utime(lake.path(entry), (months_ago, months_ago))  # all of it written two months ago
+    for close in range(6, 11):  # the next checkpoint, and the cleanup that would come with it
+        layout.write_sessions(lake, "lake/deduped", bars(close), sessions)
+    assert sum(p.endswith(".checkpoint.parquet") for p in lake.list_files("lake/deduped/_delta_log")) == 2
+    assert delta.open_table(lake, "lake/deduped", 0).to_pyarrow_table()["close"].to_pylist() == [0.0] * 4

@@ -40,6 +40,10 @@ PARTITION = "year"
 # Symbol first: a year's file holds each symbol's rows together, in row groups small enough that
 # a one-symbol read skips the others by their statistics.
 SORT_COLUMNS = ("symbol", "interval", "ts", "session", "check_name", "ingested_at")
+# delta-rs deletes log entries older than delta.logRetentionDuration (30 days) at each checkpoint,
+# and a version without its entry cannot be loaded: the published production version would become
+# unreadable once old enough, whatever files vacuum keeps. The log is kept (a few KB a commit).
+KEEP_LOG = {"delta.enableExpiredLogCleanup": "false"}
 
 
 def writer_properties(schema: pa.Schema) -> WriterProperties:
@@ -121,7 +125,7 @@ def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: l
     with readable(storage, prefix, storage_options(storage)):  # the window's old files are read to replace it
         write_deltalake(
             table_uri(storage, prefix), stream, mode="overwrite", partition_by=[PARTITION],
-            predicate=f"session >= '{first}' AND session <= '{last}'", storage_options=storage_options(storage),
+            predicate=f"session >= '{first}' AND session <= '{last}'", storage_options=storage_options(storage), configuration=KEEP_LOG,
             writer_properties=writer_properties(data.schema), commit_properties=CommitProperties(custom_metadata={"stock_assets.write": token}),
         )  # fmt: skip
     return committed_version(storage, prefix, token), rows
@@ -196,6 +200,8 @@ def _maintain(storage: LakeStorage, prefix: str, retention: dt.timedelta, keep_v
     table = open_table(storage, prefix)
     if table is None:
         return {"table": prefix, "uri": storage.uri(prefix), "skipped": "never written"}
+    if any(table.metadata().configuration.get(k) != v for k, v in KEEP_LOG.items()):  # created before KEEP_LOG
+        table.alter.set_table_properties(KEEP_LOG)
     # Years written more than once (daily runs) are rewritten as one file sorted by the table's
     # leading sort column (a z-order on one column), as a window write leaves it; years already
     # one file are left alone. A table with none of the sort columns is compacted as it is.
