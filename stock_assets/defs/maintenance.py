@@ -63,9 +63,12 @@ def maintain_lake(storage: LakeStorage, days: float, now: dt.datetime) -> list[d
 
 
 def summary(reports: list[dict]) -> str:
-    rows = "\n".join(f"| {r['table']} | {r.get('version', '-')} | {r.get('files', '-')} | {r.get('files_compacted', '-')} | "
-                     f"{r.get('files_vacuumed', '-')} | {r.get('error') or r.get('skipped') or 'ok'} |" for r in reports)  # fmt: skip
-    return f"| table | version | files | compacted | vacuumed | result |\n|---|---|---|---|---|---|\n{rows}"
+    """The reports as a Markdown table, one row per table."""
+    rows = ["| table | version | files | compacted | vacuumed | result |", "|---|---|---|---|---|---|"]
+    for r in reports:
+        result = (r.get("error") or r.get("skipped") or "ok").replace("|", "\\|")
+        rows.append(f"| {r['table']} | {r.get('version', '-')} | {r.get('files', '-')} | {r.get('files_compacted', '-')} | {r.get('files_vacuumed', '-')} | {result} |")
+    return "\n".join(rows)
 
 
 def build(settings: Settings) -> dg.Definitions:
