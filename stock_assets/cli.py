@@ -106,7 +106,11 @@ def rebuild(settings: Settings, table: str) -> int:
     warehouse = warehouse_for_url(settings.warehouse_url, lake=storage, redshift_iam_role=settings.redshift_iam_role,
                                   lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
                                   statement_timeout_seconds=settings.warehouse_statement_timeout_seconds)  # fmt: skip
-    report = rebuild_table(storage, table, warehouse)
+    try:
+        report = rebuild_table(storage, table, warehouse)
+    except ValueError as err:
+        print(f"stock_assets: {err}", file=sys.stderr)
+        return 2
     print(f"stock_assets: rebuilt {report['uri']} from {report['source']}: {report['rows']} rows, {report['sessions']} sessions, version {report['version']}")
     print(f"  damaged copy {report['moved_to'] or '(no table was there)'}")
     if report["production_points_at_moved_copy"]:

@@ -74,6 +74,15 @@ def test_chunks_end_with_the_year_and_at_the_limit():
     assert list(repair.chunks({}, 20)) == []
 
 
+def test_nothing_to_rebuild_from_leaves_the_table_as_it_is(clean, settings, tmp_path):
+    settings = home_like(clean, settings, tmp_path)
+    storage, empty = LakeStorage(settings.lake_url), warehouse_for_url(f"duckdb:///{tmp_path / 'empty.duckdb'}")
+    files = storage.list_files("lake/dq_report")
+    with pytest.raises(ValueError, match="warehouse table dq_report holds no session to rebuild .*lake/dq_report from"):
+        repair.rebuild_table(storage, "lake/dq_report", empty)
+    assert storage.list_files("lake/dq_report") == files and not storage.list_dirs(repair.DAMAGED)
+
+
 def lake_rows(storage: LakeStorage, table: str, drop=VARYING) -> pa.Table:
     rows = delta.dataset(storage, table).to_table()
     rows = rows.drop_columns([c for c in rows.column_names if c in drop])

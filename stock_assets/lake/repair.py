@@ -122,6 +122,9 @@ def rebuild_table(storage: LakeStorage, table: str, warehouse=None, now: dt.date
         weights, limit, source = warehouse_rows(warehouse, name), CHUNK_ROWS, f"warehouse table {name}"
     else:
         weights, limit, source = landing_bytes(storage), CHUNK_BYTES, storage.uri("landing")
+    if not weights and storage.list_files(table):
+        raise ValueError(f"{source} holds no session to rebuild {storage.uri(table)} from: the table is left as it is "
+                         "(is the warehouse or STOCK_ASSETS_HOME the one that wrote it?)")  # fmt: skip
     moved = move_aside(storage, table, now)
     rows, version = 0, None
     for sessions in chunks(weights, limit):
