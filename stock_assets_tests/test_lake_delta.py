@@ -3,7 +3,6 @@ moment, compacted to one file per year without losing a row, and vacuumed withou
 published production version."""
 
 import datetime as dt
-import json
 import time
 
 import pyarrow as pa
@@ -11,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from stock_assets.defs.maintenance import maintain_lake
+from stock_assets.defs.publish import publish_version
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
@@ -58,9 +58,7 @@ def test_as_of_a_version_or_a_moment_and_the_production_version_survives_vacuum(
     closes = lambda version: set(delta.read_window(lake, "lake/deduped", SESSIONS, schema=None, version=version)["close"].to_pylist())
     assert closes(None) == {2.0} and closes(0) == {1.0} and closes(trained_on) == {1.0}
 
-    table = delta.open_table(lake, "lake/deduped", 0)
-    written = dt.datetime.fromtimestamp(table.history(1)[0]["timestamp"] / 1000, dt.UTC)
-    lake.write_bytes("published/LATEST", json.dumps({"table": lake.uri("lake/deduped"), "version": 0, "version_written_at": written.isoformat()}).encode())
+    publish_version(lake, 0, SESSIONS, dt.datetime.now(dt.UTC), "run-0", {})  # version 0 is production
     maintain_lake(lake, 0, dt.datetime.now(dt.UTC) + dt.timedelta(days=90))  # a retention of 0 days, 90 days on
     assert closes(0) == {1.0}  # the production version still reads as it was
     lake.delete("published/LATEST")
