@@ -105,7 +105,7 @@ def test_a_permanent_failure_costs_one_request_per_symbol_and_fails_the_run_at_o
 
 def test_transient_failures_keep_the_http_backoff_and_the_step_retry(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("IBM", "MSFT"))
-    fake_api.route("/query", UNKNOWN, symbol="IBM")  # permanent
+    fake_api.route("/query", MSFT_2019.replace(b'"MSFT"', b'"IBM"'), symbol="IBM")
     fake_api.route("/query", NOTE, symbol="MSFT")  # throttled every time: transient
 
     result = materialize_range(defs_for(settings), *JUNE_2019, instance)
@@ -114,8 +114,25 @@ def test_transient_failures_keep_the_http_backoff_and_the_step_retry(http_settin
     events = raw_prices_events(result)
     attempts = 1 + kinds(events).count("STEP_RESTARTED")
     assert attempts == 4 and kinds(events).count("STEP_UP_FOR_RETRY") == 3  # STOCK_ASSETS_STEP_RETRIES=3
-    # Per attempt: IBM once (permanent), MSFT twice (STOCK_ASSETS_HTTP_RETRIES=1).
-    assert requested_symbols(fake_api) == ["IBM"] * attempts + ["MSFT"] * 2 * attempts
+    # IBM once (kept in raw/ by the first try); MSFT twice per attempt (STOCK_ASSETS_HTTP_RETRIES=1).
+    assert requested_symbols(fake_api) == ["IBM"] + ["MSFT"] * 2 * attempts
+    assert "MSFT could not be fetched after 4 tries" in failure_text(events) and "ThrottledError" in failure_text(events)
+
+
+def test_a_permanent_failure_beside_a_transient_one_stops_at_once(http_settings, fake_api, instance):
+    """IBM cannot be fetched by any retry, so the window cannot be completed: no retry for MSFT either."""
+    settings = http_settings("alphavantage", ("IBM", "MSFT"))
+    fake_api.route("/query", UNKNOWN, symbol="IBM")  # permanent
+    fake_api.route("/query", NOTE, symbol="MSFT")  # throttled every time: transient
+
+    result = materialize_range(defs_for(settings), *JUNE_2019, instance)
+
+    assert not result.success
+    events = raw_prices_events(result)
+    assert kinds(events).count("STEP_START") == 1 and not set(RETRY_EVENTS) & set(kinds(events))
+    assert requested_symbols(fake_api) == ["IBM", "MSFT", "MSFT"]
+    text = failure_text(events)
+    assert "BadSymbolError" in text and "ThrottledError" in text and "not retried" in text
 
 
 def test_a_transient_failure_recovers_on_the_step_retry(http_settings, fake_api, instance):

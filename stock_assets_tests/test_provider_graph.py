@@ -48,9 +48,20 @@ def test_alphavantage_window_lands_with_exact_values_and_partial_failure_repairs
     fake_api.route("/query", MSFT_2019, symbol="MSFT")
     fake_api.route("/query", UNKNOWN, symbol="IBM")
 
-    result = materialize_range(defs_for(settings), "2019-06-03", "2019-06-28", instance)
-    assert result.success  # a missing symbol warns; the other symbol still loads
-    assert len(fake_api.requests) == 2  # one request per symbol for the whole window
+    failed = materialize_range(defs_for(settings), "2019-06-03", "2019-06-28", instance)
+    assert not failed.success  # the window would lack IBM: nothing is loaded or published
+    assert len(fake_api.requests) == 2  # one request per symbol for the whole window, none retried
+    [failure] = [e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    text = failure.event_specific_data.error.message
+    assert failure.step_key == "raw_prices" and "IBM cannot be fetched" in text and "BadSymbolError" in text
+    assert "a re-run fetches only IBM" in text and KEY not in run_text(instance, failed)
+    assert not failed.get_asset_materialization_events()
+
+    # The provider learns IBM; a re-run fetches IBM only and keeps MSFT's stored payload.
+    fake_api.route("/query", MSFT_2019.replace(b'"MSFT"', b'"IBM"'), symbol="IBM")
+    again = materialize_range(defs_for(settings), "2019-06-03", "2019-06-28", instance)
+    assert again.success
+    assert [r.query["symbol"] for r in fake_api.requests[2:]] == ["IBM"]
 
     series = json.loads(MSFT_2019)["Time Series (Daily)"]
     expected = [
@@ -61,21 +72,9 @@ def test_alphavantage_window_lands_with_exact_values_and_partial_failure_repairs
     got = prices(settings, "MSFT")
     assert [row[:6] for row in got] == expected and len(got) == 20
     assert got[0][6] == dt.datetime(2019, 6, 3, 4, tzinfo=dt.UTC)  # 00:00 New York
-    assert prices(settings, "IBM") == []
-
-    raw = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw_prices")
-    failures = raw.step_materialization_data.materialization.metadata["failures"].value
-    assert "IBM" in failures and "BadSymbolError" in failures
-    complete = next(e for e in result.get_asset_check_evaluations() if e.check_name == "prices_complete")
-    assert not complete.passed and complete.metadata["failing_rows"].value == 20
-    assert KEY not in run_text(instance, result)
-
-    # The provider learns IBM; a re-run fetches IBM only and keeps MSFT's stored payload.
-    fake_api.route("/query", MSFT_2019.replace(b'"MSFT"', b'"IBM"'), symbol="IBM")
-    again = materialize_range(defs_for(settings), "2019-06-03", "2019-06-28", instance)
-    assert again.success
-    assert [r.query["symbol"] for r in fake_api.requests[2:]] == ["IBM"]
-    assert len(prices(settings, "IBM")) == 20 and prices(settings, "MSFT") == got
+    assert [row[:6] for row in prices(settings, "IBM")] == expected
+    complete = next(e for e in again.get_asset_check_evaluations() if e.check_name == "prices_complete")
+    assert complete.passed
     assert KEY not in run_text(instance, again)
 
 
