@@ -115,7 +115,7 @@ def faketime_library() -> str:
 # Each step sets the process's clock (libfaketime rereads the timestamp file on every call) and
 # acts as the pipeline would at that instant.
 AT_TIMES = r"""
-import json, sys
+import json, os, sys
 import pyarrow as pa
 from stock_assets import clock
 from stock_assets.defs.maintenance import maintain_lake
@@ -127,8 +127,9 @@ from stock_assets.partitions import sessions_between
 lake, stamp = LakeStorage(sys.argv[1]), sys.argv[2]
 sessions = sessions_between("2015-01-02", "2024-01-02", "2024-01-05")
 for at, action, arg in json.loads(sys.argv[3]):
-    with open(stamp, "w") as f:
+    with open(f"{stamp}.new", "w") as f:
         f.write(f"@{at}")
+    os.replace(f"{stamp}.new", stamp)  # whole: libfaketime reads it on every clock call, from any thread
     if action == "write":
         bars = pa.table({"symbol": ["A", "B"] * 4, "session": pa.array([s for s in sessions for _ in "AB"], pa.date32()), "close": [float(arg)] * 8})
         print(action, arg, layout.write_sessions(lake, "lake/deduped", bars, sessions), flush=True)
