@@ -30,6 +30,7 @@ from stock_assets.defs import (
     sensors,
     warehouse,
 )
+from stock_assets.instance import in_process_executor
 from stock_assets.lake.io_manager import LakeIOManager, LakeResource
 from stock_assets.providers.resource import provider_resource
 from stock_assets.reports.resource import ReportsResource
@@ -66,10 +67,11 @@ MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sens
 
 def build_defs(settings: Settings) -> dg.Definitions:
     # In process: a daily run must not pay a process spawn per step, and the embedded
-    # DuckDB file takes one writer at a time.
+    # DuckDB file takes one writer at a time. Each run first fails the runs that died and waits
+    # for its pool, bounded and said (stock_assets.instance).
     return dg.Definitions.merge(
         *(module.build(settings) for module in MODULES),
-        dg.Definitions(resources=resources_for(settings), executor=dg.in_process_executor),
+        dg.Definitions(resources=resources_for(settings), executor=in_process_executor(settings.pool_wait_seconds)),
     )
 
 
