@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from stock_assets.cli import materialize_range
 from stock_assets.defs.maintenance import LAKE_TABLES, maintain_lake
@@ -157,7 +158,7 @@ def at_times(tmp_path: Path, lake: LakeStorage, steps: list[tuple[str, str, int]
 
 def closes(lake: LakeStorage, version: int | None) -> list[tuple]:
     """The version's rows as deltalake reads them (no code of ours), in one order."""
-    table = delta.open_table(lake, "lake/deduped", version).to_pyarrow_table()
+    table = DeltaTable(lake.uri("lake/deduped"), version=version).to_pyarrow_table()
     return sorted(zip(table["symbol"].to_pylist(), table["session"].to_pylist(), table["close"].to_pylist(), strict=True))
 
 
