@@ -7,6 +7,7 @@ Against the loopback server, counting the requests it saw."""
 
 import collections
 import dataclasses
+import datetime as dt
 import json
 
 import dagster as dg
@@ -14,7 +15,11 @@ import duckdb
 import pytest
 
 from stock_assets.cli import materialize_range
+from stock_assets.defs.quality import quarantined_symbols
+from stock_assets.lake import layout
 from stock_assets.lake.storage import LakeStorage
+from stock_assets.seed_csv import from_landing_csv, to_landing_csv
+from stock_assets.transforms.quality_window import absent_symbols
 from stock_assets_tests.conftest import defs_for, fixture_bytes
 from stock_assets_tests.fake_api import Reply
 
@@ -198,3 +203,22 @@ def test_polygon_an_empty_last_page_ends_the_series_and_keeps_the_pages(http_set
     assert [r.query.get("cursor") for r in fake_api.requests] == [None, "p2", "p3"]  # no retry spent on the empty page
     assert loaded(settings) == {"AAPL": 6} and latest(settings)["rows"] == 6
     assert step_events(result).count("STEP_START") == 1
+    raw = settings.home / "lake" / "raw" / "2023-01-03_2023-01-10"
+    assert sorted(p.read_bytes() for p in raw.iterdir()) == sorted([first, second, empty])  # every page kept as received
+    landing = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "landing_csv")
+    assert landing.step_materialization_data.materialization.metadata["unparsed_payloads"].value == "none"  # the empty page is no bars
+
+
+def test_bars_set_aside_explain_a_symbol_absent_from_the_window(tmp_path):
+    """A symbol that traded the session before is excused only by bars of it in quarantine/ for this window."""
+    storage = LakeStorage(str(tmp_path))
+    saturday = from_landing_csv(b"symbol,date,open,high,low,close,volume\nMSFT,2019-06-08,1,2,0.5,1.5,100\n", source="test", ingested_at=dt.datetime(2019, 6, 10, tzinfo=dt.UTC))
+    sessions = [dt.date(2019, 6, 7), dt.date(2019, 6, 10)]
+    layout.quarantine(storage, "provider/2019-06-07_2019-06-10/20190610T000000Z-not-a-session.csv", to_landing_csv(saturday), "1 bar not a session\n")
+    layout.quarantine(storage, "provider/2019-06-03_2019-06-06/20190610T000000Z-not-a-session.csv", b"symbol,date\nIBM,2019-06-01\n", "another window\n")
+    quarantined = quarantined_symbols(storage, sessions)
+    assert quarantined == {"MSFT"}
+    present = saturday.slice(0, 0)
+    assert absent_symbols(present, ["AAPL", "IBM", "MSFT", "NEWCO"], {"AAPL", "IBM", "MSFT"}, quarantined) == {
+        "unexplained": ["AAPL", "IBM"], "quarantined": ["MSFT"], "not_listed_yet": ["NEWCO"],
+    }
