@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 
 from stock_assets.cli import materialize_range
 from stock_assets.defs.maintenance import LAKE_TABLES, maintain_lake
+from stock_assets.defs.publish import publish_version
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
@@ -35,6 +36,10 @@ def files_per_year(lake: LakeStorage, prefix: str) -> dict[str, int]:
 
 def on_disk(lake: LakeStorage, prefix: str) -> list[str]:
     return sorted(p.split(f"{prefix}/")[1] for p in lake.list_files(prefix) if p.endswith(".parquet"))
+
+
+def version_files(lake: LakeStorage, prefix: str, version: int) -> list[str]:
+    return pa.table(delta.open_table(lake, prefix, version).get_add_actions(flatten=True))["path"].to_pylist()
 
 
 def messages(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, *starts: str) -> list[str]:
@@ -233,3 +238,17 @@ def test_the_production_versions_log_entry_outlives_the_log_retention(tmp_path):
         layout.write_sessions(lake, "lake/deduped", bars(close), sessions)
     assert sum(p.endswith(".checkpoint.parquet") for p in lake.list_files("lake/deduped/_delta_log")) == 2
     assert delta.open_table(lake, "lake/deduped", 0).to_pyarrow_table()["close"].to_pylist() == [0.0] * 4
+
+
+def test_on_s3_every_table_is_compacted_and_vacuumed_but_production(s3_lake_url):
+    lake = LakeStorage(s3_lake_url)
+    sessions = write_twice(lake)
+    production = delta.read_window(lake, "lake/deduped", sessions, schema=None, version=0)
+    publish_version(lake, 0, sessions[:1], dt.datetime.now(dt.UTC), "run-0", {})
+    reports = maintain_lake(lake, 0, dt.datetime.now(dt.UTC))  # a retention of 0: only production is kept
+    assert [r["table"] for r in reports if "error" not in r and "skipped" not in r] == list(LAKE_TABLES)
+    for prefix in LAKE_TABLES:
+        assert files_per_year(lake, prefix) == {"year=2023": 1, "year=2024": 1}, prefix
+        kept = delta.current_files(lake, prefix) + (version_files(lake, prefix, 0) if prefix == "lake/deduped" else [])
+        assert on_disk(lake, prefix) == sorted(kept), prefix
+    assert delta.read_window(lake, "lake/deduped", sessions, schema=None, version=0).equals(production)
