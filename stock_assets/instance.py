@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 PID_TAG, HOST_TAG = "stock_assets/pid", "stock_assets/host"
 RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -93,8 +94,9 @@ def fail_dead_runs(instance: dg.DagsterInstance, say: Callable[[str], None] = pr
     storage = instance.event_log_storage
     if storage.supports_global_concurrency_limits:
         holding = storage.get_concurrency_run_ids()
-        running = dg.RunsFilter(run_ids=list(holding), statuses=[*RUNNING, dg.DagsterRunStatus.CANCELING])
-        for run_id in sorted(holding - {r.run_id for r in instance.get_runs(running)} if holding else ()):
+        live = [*RUNNING, dg.DagsterRunStatus.CANCELING]
+        ended = holding - {r.run_id for r in instance.get_runs(dg.RunsFilter(run_ids=list(holding), statuses=live))} if holding else set()
+        for run_id in sorted(ended):
             storage.free_concurrency_slots_for_run(run_id)
             say(f"run {run_id} has ended but still held pool slots: freed")
     return failed
@@ -232,6 +234,22 @@ def in_process_executor(pool_wait_seconds: float) -> dg.ExecutorDefinition:
         name=base.name, config_schema=base.config_schema, description=base.description,
         executor_creation_fn=lambda init: _StartChecked(base.executor_creation_fn(init), pool_wait_seconds),
     )  # fmt: skip
+
+
+class LocalRunLauncher(dg.DefaultRunLauncher):
+    """Dagster's default launcher (dagster.yaml), which also answers the daemon's run monitoring:
+    a run whose process is gone has failed (DefaultRunLauncher cannot tell, so a dead run stayed
+    "started" and kept its place under max_concurrent_runs)."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        pid, host = _run_process(self._instance, run)
+        if pid and host == socket.gethostname() and not _alive(int(pid)):
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"run {run.run_id}: its process {pid} is gone (killed or crashed)")
+        return CheckRunHealthResult(WorkerStatus.RUNNING)  # alive, or elsewhere: not ours to judge
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
+from stock_assets.instance import fail_dead_runs
 from stock_assets_tests.fake_api import Reply
 from stock_assets_tests.test_cli import ROOT, environment
 from stock_assets_tests.test_faults import MSFT_2019, pool_holders, wait_until
@@ -29,9 +33,13 @@ def provider_env(home: Path, url: str, **extra: str) -> dict:
                        ALPHAVANTAGE_REQUESTS_PER_MINUTE="6000", STOCK_ASSETS_SYMBOLS="MSFT", STOCK_ASSETS_START="2019-01-02", **extra)  # fmt: skip
 
 
+def instance_at(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster")))
+
+
 def runs(home: Path) -> dict[str, tuple[dg.DagsterRunStatus, str]]:
     """run id -> (status, failure message and error) on the instance at home/dagster."""
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
+    with instance_at(home) as instance:
         found = {}
         for run in instance.get_runs():
             failures = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
@@ -94,4 +102,36 @@ def test_a_live_holder_is_waited_for_at_info_and_at_most_the_pool_wait_and_sigte
     assert holder.returncode == 128 + signal.SIGTERM, held[-3000:]
     assert f"run {live_run} stopped by signal 15" in held
     assert found[live_run][0] == dg.DagsterRunStatus.FAILURE
+    assert pool_holders(tmp_path, POOL) == []
+
+
+def monitor(instance: dg.DagsterInstance) -> None:
+    """One pass of the daemon's run monitoring (`make dev` runs it every poll_interval_seconds)."""
+    import logging
+
+    with WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as workspace:
+        list(execute_run_monitoring_iteration(workspace, logging.getLogger("run monitoring")))
+
+
+def test_the_daemons_run_monitoring_fails_a_run_whose_process_died(tmp_path, fake_api):
+    """dagster.yaml's launcher tells run monitoring whether a run's process lives (Dagster's
+    default launcher cannot): a dead run no longer stays "started", holding a place under
+    max_concurrent_runs, while `make dev` is up and nothing else starts."""
+    fake_api.route("/query", Reply(MSFT_2019, delay=60))
+    holder, run_id = hold_the_pool(tmp_path, provider_env(tmp_path, fake_api.url))
+    try:
+        with instance_at(tmp_path) as instance:
+            assert instance.run_monitoring_enabled
+            monitor(instance)
+            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # alive: left alone
+    finally:
+        holder.kill()
+        holder.communicate()
+    with instance_at(tmp_path) as instance:
+        monitor(instance)
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        said = []
+        assert fail_dead_runs(instance, said.append) == []  # already failed; the slots it still held go
+        assert said == [f"run {run_id} has ended but still held pool slots: freed"]
+    assert f"its process {holder.pid} is gone" in runs(tmp_path)[run_id][1]
     assert pool_holders(tmp_path, POOL) == []
