@@ -54,7 +54,8 @@ def _listed_before(lake: LakeResource, settings: Settings, sessions: list[dt.dat
 
 
 def _incomplete(window: str, failures: dict[str, str], permanent: set[str], fetched: int, tries: int, last_try: bool) -> dg.Failure:
-    """The window lacks symbols no known reason explains: nothing downstream may run on it."""
+    """The window lacks symbols no known reason explains: nothing downstream may run on it.
+    `fetched`: symbols kept in raw/ that a re-run will not fetch again (0 where it fetches all)."""
     names = sorted(failures)
     named = ", ".join(names[:SHOWN_FAILURES]) + (f" and {len(names) - SHOWN_FAILURES} more" if len(names) > SHOWN_FAILURES else "")
     detail = "; ".join(f"{symbol}: {failures[symbol]}" for symbol in names[:SHOWN_FAILURES])
@@ -136,7 +137,8 @@ def build(settings: Settings) -> dg.Definitions:
             storage = lake.storage()  # what was fetched stays: the next try and a re-run fetch only the rest
             storage.map(lambda p: storage.write_bytes(f"raw/{sessions[0]}_{sessions[-1]}/{layout.raw_name(p)}", p.body), result.payloads)
             tries = context.retry_number + 1
-            raise _incomplete(window, failures, result.permanent, len({p.symbol for p in payloads}), tries, tries > settings.step_retries)
+            reused = len({p.symbol for p in payloads}) if client.reuse_fetched and not config.refetch else 0
+            raise _incomplete(window, failures, result.permanent, reused, tries, tries > settings.step_retries)
         return dg.Output(
             payloads,
             metadata={
