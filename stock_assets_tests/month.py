@@ -5,6 +5,10 @@ skipped), on a moved clock, and the invariants that must hold at the end of ever
 import collections
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -80,7 +84,7 @@ def reference(settings: Settings, sessions: list[dt.date]) -> dict[str, pa.Table
     return warehouse_tables(settings)
 
 
-Run = collections.namedtuple("Run", "day job run_id seconds success")
+Run = collections.namedtuple("Run", "day job run_id seconds success partition")
 
 
 class Month:
@@ -91,7 +95,7 @@ class Month:
         self.defs = build_defs(settings)
         self.repository = self.defs.get_repository_def()
         self.lake = LakeStorage(settings.lake_url)
-        self.cursors: dict[str, str | None] = {}
+        self.cursors: dict[tuple, str | None] = {}
         self.run_keys: set[str] = set()
         self.runs: list[Run] = []
         self.day: dt.date | None = None
@@ -99,10 +103,12 @@ class Month:
         self.sensor("landed_files_sensor")
 
     # --- what the daemon does ------------------------------------------------------------
-    def run(self, job: str, defs: dg.Definitions | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    def run(self, job: str, defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None, run_config: dict | None = None,
+            **kwargs) -> dg.ExecuteInProcessResult:  # fmt: skip
         started = time.monotonic()
-        result = (defs or self.defs).resolve_job_def(job).execute_in_process(instance=self.instance, run_config=QUIET, raise_on_error=False, **kwargs)
-        self.runs.append(Run(self.day, job, result.run_id, time.monotonic() - started, result.success))
+        result = (defs or self.defs).resolve_job_def(job).execute_in_process(
+            instance=instance or self.instance, run_config=QUIET | (run_config or {}), raise_on_error=False, **kwargs)  # fmt: skip
+        self.runs.append(Run(self.day, job, result.run_id, time.monotonic() - started, result.success, kwargs.get("partition_key")))
         return result
 
     def request(self, request: dg.RunRequest, job: str, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult | None:
@@ -120,9 +126,9 @@ class Month:
         [request] = schedule.evaluate_tick(dg.build_schedule_context(repository_def=self.repository, scheduled_execution_time=evening(day))).run_requests
         return self.request(request, "daily_prices_job", defs)
 
-    def rerun(self, day: dt.date, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
+    def rerun(self, day: dt.date, defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
         """The operator, alerted, runs the session again (the UI's re-execute)."""
-        return self.run("daily_prices_job", defs, partition_key=str(day))
+        return self.run("daily_prices_job", defs, instance, partition_key=str(day))
 
     def maintenance_tick(self, sunday: dt.date) -> dg.ExecuteInProcessResult:
         self.day = sunday
@@ -132,11 +138,12 @@ class Month:
         [request] = schedule.evaluate_tick(dg.build_schedule_context(repository_def=self.repository, scheduled_execution_time=at)).run_requests
         return self.request(request, "lake_maintenance_job")
 
-    def sensor(self, name: str) -> list[dg.RunRequest]:
-        with dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(name), definitions=self.defs,
+    def sensor(self, name: str, instance: dg.DagsterInstance | None = None) -> list[dg.RunRequest]:
+        key = (name, id(instance))
+        with dg.build_sensor_context(instance=instance or self.instance, cursor=self.cursors.get(key), definitions=self.defs,
                                      resources=self.defs.resources) as context:  # fmt: skip
             data = self.defs.resolve_sensor_def(name).evaluate_tick(context)
-        self.cursors[name] = data.cursor
+        self.cursors[key] = data.cursor
         return list(data.run_requests)
 
     def settle(self) -> None:
@@ -176,13 +183,7 @@ class Month:
         assert_same(in_sessions(tables["indicators"], prefix), in_sessions(self.reference["indicators"], prefix), f"{self.day}: warehouse indicators")
 
     def successful_sessions(self) -> dict[dt.date, str]:
-        done = {}
-        for run in self.runs:
-            if run.success and run.job == "daily_prices_job":
-                tags = self.instance.get_run_by_id(run.run_id).tags
-                if "dagster/partition" in tags:
-                    done[dt.date.fromisoformat(tags["dagster/partition"])] = run.run_id
-        return done
+        return {dt.date.fromisoformat(r.partition): r.run_id for r in self.runs if r.success and r.job == "daily_prices_job" and r.partition}
 
     def check_lake(self, tables: dict[str, pa.Table], loaded: set[dt.date]) -> None:
         """Each Delta table reads the same through deltalake and through DuckDB; deduped and
@@ -233,3 +234,63 @@ class Month:
         for prefix in LAKE_TABLES:
             years = collections.Counter(Path(p).parent.name for p in delta.current_files(self.lake, prefix))
             assert all(n <= 1 for n in years.values()), f"{self.day}: {prefix} after maintenance: files per year {dict(years)}"
+
+
+def step_errors(result: dg.ExecuteInProcessResult) -> str:
+    """What the run's failed steps said: their errors and the errors' causes."""
+    texts = []
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.event_type == dg.DagsterEventType.STEP_FAILURE else None
+        while error is not None:
+            texts.append(error.message)
+            error = error.cause
+    return "\n".join(texts)
+
+
+# --- faults --------------------------------------------------------------------------------------
+def fill_disk(folder: Path) -> Path:
+    """Fill the file system `folder` is on to its last block; the file to delete to free it."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while f.write(b"\0" * chunk):
+                    pass
+            except OSError:
+                pass
+    return filler
+
+
+def damage_newest_file(storage: LakeStorage, prefix: str) -> str:
+    """Cut the table's newest data file in half (a torn copy, a bad sector): its footer is gone."""
+    newest = max(delta.current_files(storage, prefix), key=lambda p: storage.fs.get_file_info(storage.path(f"{prefix}/{p}")).mtime)
+    path = Path(storage.path(f"{prefix}/{newest}"))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return newest
+
+
+def start_materialize(settings: Settings, day: dt.date, dagster_home: Path, **env: str) -> subprocess.Popen:
+    """`dagster asset materialize` of one session, as someone runs it by hand, on the default instance."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STOCK_ASSETS_", "DAGSTER_"))}
+    env = base | env | {"STOCK_ASSETS_HOME": str(settings.home), "DAGSTER_HOME": str(dagster_home), "STOCK_ASSETS_START": settings.start,
+                        "STOCK_ASSETS_SYMBOLS": ",".join(settings.symbols), "STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS": "0.2"}  # fmt: skip
+    command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "stock_assets.definitions",
+               "--select", "*", "--partition-range", f"{day}...{day}"]  # fmt: skip
+    log = open(dagster_home / "materialize.log", "wb")  # noqa: SIM115 (the child writes it until it dies)
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def kill_after_step(process: subprocess.Popen, instance: dg.DagsterInstance, step: str, seconds: float = 120) -> str:
+    """SIGKILL `process` once its run has finished `step`; the run's id."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS)):
+            done = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+            if any(e.step_key == step for e in done):
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return run.run_id
+        time.sleep(0.05)
+    process.kill()
+    said = Path(instance.root_directory, "materialize.log").read_text(errors="replace")[-3000:]
+    raise AssertionError(f"the run never finished {step} within {seconds} s (exit {process.poll()}): {said}")
