@@ -113,6 +113,23 @@ def test_one_symbol_down_fails_the_run_by_name_and_a_rerun_fetches_only_it(http_
     assert check(again, "prices_complete").passed
 
 
+def test_with_refetch_a_retry_fetches_again_only_what_this_run_has_not(http_settings, fake_api, instance):
+    settings = http_settings("alphavantage", ("AAPL", "MSFT"), step_retries=1)
+    fake_api.route("/query", av_series("AAPL"), symbol="AAPL")
+    fake_api.route("/query", av_series("MSFT"), symbol="MSFT")
+    assert materialize_range(defs_for(settings), *JUNE_2019, instance).success
+    fake_api.route("/query", Reply(b"upstream down", 500), symbol="MSFT")
+
+    refetch = {"ops": {"raw_prices": {"config": {"refetch": True}}}}
+    job = defs_for(settings).resolve_implicit_global_asset_job_def()
+    tags = {"dagster/asset_partition_range_start": JUNE_2019[0], "dagster/asset_partition_range_end": JUNE_2019[1]}
+    result = job.execute_in_process(instance=instance, run_config=refetch, tags=tags, raise_on_error=False)
+
+    assert not result.success and step_events(result).count("STEP_UP_FOR_RETRY") == 1
+    assert "MSFT could not be fetched after 2 tries" in failure_of(result)
+    assert requests_by_symbol(fake_api) == {"AAPL": 2, "MSFT": 1 + 2 * 2}  # AAPL fetched again once, not on the retry
+
+
 def test_a_symbol_not_listed_yet_does_not_block_and_one_that_stopped_trading_does(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("MSFT", "IBM"))
     fake_api.route("/query", MSFT_2019, symbol="MSFT")  # ends 2019-08-02

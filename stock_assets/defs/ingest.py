@@ -114,9 +114,12 @@ def build(settings: Settings) -> dg.Definitions:
         except MissingSettingError as err:
             raise _stop(str(err)) from None
         kept: list[RawPayload] = []
-        if client.reuse_fetched and not config.refetch:
+        if client.reuse_fetched and (not config.refetch or context.retry_number):
+            # With refetch, only what an earlier try of this very run fetched counts as fetched.
+            started = context.instance.get_run_stats(context.run.run_id).start_time if config.refetch else 0.0
+            since = dt.datetime.fromtimestamp(started, dt.UTC) if started is not None else dt.datetime.max.replace(tzinfo=dt.UTC)
             stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)
-            kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols]
+            kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols and p.ingested_at >= since]
         have = {p.symbol for p in kept}
         result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
         window = f"{sessions[0]}..{sessions[-1]}"
@@ -137,7 +140,7 @@ def build(settings: Settings) -> dg.Definitions:
             storage = lake.storage()  # what was fetched stays: the next try and a re-run fetch only the rest
             storage.map(lambda p: storage.write_bytes(f"raw/{sessions[0]}_{sessions[-1]}/{layout.raw_name(p)}", p.body), result.payloads)
             tries = context.retry_number + 1
-            reused = len({p.symbol for p in payloads}) if client.reuse_fetched and not config.refetch else 0
+            reused = len({p.symbol for p in payloads}) if client.reuse_fetched else 0
             raise _incomplete(window, failures, result.permanent, reused, tries, tries > settings.step_retries)
         return dg.Output(
             payloads,
