@@ -97,6 +97,7 @@ class Month:
         self.lake = LakeStorage(settings.lake_url)
         self.cursors: dict[tuple, str | None] = {}
         self.run_keys: set[str] = set()
+        self.requested: collections.Counter = collections.Counter()  # run requests per sensor
         self.runs: list[Run] = []
         self.day: dt.date | None = None
         self.sensor("run_failure_alert_sensor")  # a run status sensor starts from its first tick
@@ -111,13 +112,14 @@ class Month:
         self.runs.append(Run(self.day, job, result.run_id, time.monotonic() - started, result.success, kwargs.get("partition_key")))
         return result
 
-    def request(self, request: dg.RunRequest, job: str, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult | None:
+    def request(self, request: dg.RunRequest, job: str, defs: dg.Definitions | None = None,
+                instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult | None:  # fmt: skip
         """A sensor's or schedule's request, run unless its run key ran before (as the daemon does)."""
         if request.run_key is not None and request.run_key in self.run_keys:
             return None
         self.run_keys.add(request.run_key)
         tags = {k: v for k, v in request.tags.items() if k != "dagster/partition"}
-        return self.run(job, defs, partition_key=request.partition_key, tags=tags)
+        return self.run(job, defs, instance, partition_key=request.partition_key, tags=tags)
 
     def daily_tick(self, day: dt.date, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
         self.day = day
@@ -144,6 +146,7 @@ class Month:
                                      resources=self.defs.resources) as context:  # fmt: skip
             data = self.defs.resolve_sensor_def(name).evaluate_tick(context)
         self.cursors[key] = data.cursor
+        self.requested[name] += len(data.run_requests)
         return list(data.run_requests)
 
     def settle(self) -> None:
@@ -196,8 +199,8 @@ class Month:
             by_deltalake = DeltaTable(uri).to_pyarrow_table()
             files = delta.dataset(self.lake, prefix)  # noqa: F841 (DuckDB scans it by name)
             by_duckdb = con.sql("SELECT * FROM files").to_arrow_table()
-            keys = ("symbol", "session", "check_name")
-            assert_same(stable(by_duckdb, keys), stable(by_deltalake.select(by_duckdb.column_names), keys), f"{self.day}: {prefix} by DuckDB and by deltalake")
+            every = tuple(by_duckdb.column_names)
+            assert_same(stable(by_duckdb, every), stable(by_deltalake.select(every), every), f"{self.day}: {prefix} by DuckDB and by deltalake")
             warehouse = {"lake/deduped": "prices", "lake/indicators": "indicators"}.get(prefix)
             if warehouse and loaded:
                 lake = stable(in_sessions(by_deltalake, loaded), ("symbol", "session"))

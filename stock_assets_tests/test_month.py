@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import warnings
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import pytest
 
 from stock_assets import clock
 from stock_assets.calendar import sessions_between
-from stock_assets.cli import materialize_range
+from stock_assets.instance import fail_dead_runs
 from stock_assets.settings import Settings
 from stock_assets_tests.month import (
     Month,
@@ -46,6 +45,7 @@ from stock_assets_tests.month import (
     start_materialize,
     step_errors,
     vendor_file,
+    warehouse_tables,
 )
 
 FIRST, LAST = dt.date(2026, 10, 5), dt.date(2026, 11, 2)  # sessions closed in real time: full bars
@@ -58,7 +58,9 @@ DAEMON_DOWN, LATE_WINDOW, KILLED, DAMAGED = dt.date(2026, 10, 13), dt.date(2026,
 PENDING_FAULTS_ON: set[str] = set()
 # alert_names_cause: the Slack alert of a failed run carries its failed step's error (today it
 # says only "Steps failed: ['raw_prices']"; defs/alerts.py posts the run's failure event alone).
-PENDING_FAULTS: set[str] = {"alert_names_cause"}
+# full_disk_names_where: a full disk's failure names the path it could not write (today: "[errno 28]
+# No space left on device" and nothing else).
+PENDING_FAULTS: set[str] = {"alert_names_cause", "full_disk_names_where"}
 
 
 def month_settings(settings: Settings, home: Path) -> Settings:
@@ -119,7 +121,7 @@ def test_a_month_of_operation(settings, tmp_path, fake_api, monkeypatch, moved_c
                 month.check_maintained()
             elif day == FULL_DISK and mounted:
                 filler = fill_disk(home)
-                failed_naming(month.daily_tick(day), "No space left on device")
+                failed_naming(month.daily_tick(day), "No space left on device", *([str(home)] if fault_on("full_disk_names_where") else []))
                 filler.unlink()  # the operator frees the disk and runs the session again
                 assert month.rerun(day).success
             elif day == OUTAGE and fault_on("outage"):
@@ -149,8 +151,9 @@ def test_a_month_of_operation(settings, tmp_path, fake_api, monkeypatch, moved_c
                     month.drop("vendor_garbled.csv", b"\x00\x01 not a CSV\n")
             month.settle()
             month.check(alerts())
-        assert set(month.successful_sessions()) | {DAEMON_DOWN} == set(SESSIONS)
-        print(f"the month: {len(month.runs)} runs, {sum(r.seconds for r in month.runs):.0f} s in runs")
+        assert sorted(set(warehouse_tables(ours)["prices"]["session"].to_pylist())) == SESSIONS
+        assert month.requested["landing_files_sensor"] == 3 and month.requested["landed_files_sensor"] == 2  # the garbled file lands nothing
+        print(f"the month: {len(month.runs)} runs, {sum(r.seconds for r in month.runs):.0f} s in runs; sensor requests {dict(month.requested)}")
 
 
 def month_defs(settings: Settings, *faults: str) -> dg.Definitions:
@@ -160,8 +163,11 @@ def month_defs(settings: Settings, *faults: str) -> dg.Definitions:
 
 
 def killed_run_day(month: Month, settings: Settings, day: dt.date, alerts) -> None:
-    """The session's run started by hand on the default (SQLite) instance and killed mid-run; the
-    next run on that instance fails it, is not kept waiting by it, and the failure is alerted."""
+    """The session's run started by hand (`dagster asset materialize`) on the default (SQLite)
+    instance and SIGKILLed once prices are in the warehouse, before its indicators. The
+    stale-indicators sensor waits while the dead run looks alive; the check every start makes
+    (`python -m stock_assets.instance`, our commands, each run's executor) fails it, the failure is
+    alerted, and the sensor then recomputes the indicators the dead run never wrote."""
     dagster_home = settings.home / "dagster"
     dagster_home.mkdir(exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -170,13 +176,15 @@ def killed_run_day(month: Month, settings: Settings, day: dt.date, alerts) -> No
     with dg.DagsterInstance.from_config(str(dagster_home)) as default:
         month.sensor("run_failure_alert_sensor", default)
         process = start_materialize(settings, day, dagster_home, STOCK_ASSETS_SLACK_WEBHOOK_URL=os.environ["STOCK_ASSETS_SLACK_WEBHOOK_URL"])
-        killed = kill_after_step(process, default, "deduped_prices")
-        # The next run on that instance, through the code location's executor (as the daemon and
-        # `dagster asset materialize` run it; execute_in_process would use Dagster's own).
-        started = time.monotonic()
-        again = materialize_range(month.defs, str(day), str(day), default)
-        month.runs.append(Run(day, "daily_prices_job", again.run_id, time.monotonic() - started, again.success, str(day)))
-        assert again.success, f"the run after the killed one: {step_errors(again)}"
-        assert default.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE, "the killed run is still marked running"
+        killed = kill_after_step(process, default, "redshift_table")
+        month.runs.append(Run(day, "daily_prices_job", killed, 0.0, False, None))
+        stale = day not in set(warehouse_tables(settings)["indicators"]["session"].to_pylist())  # unless the kill came after them
+        assert month.sensor("stale_indicators_sensor", default) == [], "the sensor did not wait for the run that looks alive"
+        assert fail_dead_runs(default, say=lambda _: None) == [killed]
+        assert default.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
         month.sensor("run_failure_alert_sensor", default)
         assert any(f"/runs/{killed}" in a for a in alerts()), "the killed run's failure was not alerted"
+        requests = month.sensor("stale_indicators_sensor", default)
+        assert len(requests) == stale, f"stale indicators ({stale}) but the sensor asked for {requests}"
+        for request in requests:
+            assert month.request(request, "indicators_job", instance=default).success
