@@ -38,15 +38,12 @@ from stock_assets.settings import Settings
 from stock_assets_tests.month import (
     Month,
     Run,
-    damage_newest_file,
-    fill_disk,
-    kill_after_step,
     reference,
-    start_materialize,
     step_errors,
     vendor_file,
     warehouse_tables,
 )
+from stock_assets_tests.month_faults import damage_newest_file, fill_disk, kill_after_step, start_materialize
 
 FIRST, LAST = dt.date(2026, 10, 5), dt.date(2026, 11, 2)  # sessions closed in real time: full bars
 SESSIONS = sessions_between(FIRST, LAST)
