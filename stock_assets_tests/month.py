@@ -167,7 +167,7 @@ class Month:
         loaded = set(tables["prices"]["session"].to_pylist()) if "prices" in tables else set()
         self.check_warehouse(tables, loaded)
         self.check_lake(tables, loaded)
-        self.check_production()
+        self.check_production(loaded)
         self.check_runs(alerts)
 
     def check_warehouse(self, tables: dict[str, pa.Table], loaded: set[dt.date]) -> None:
@@ -191,6 +191,7 @@ class Month:
         for prefix in LAKE_TABLES:
             uri = delta.table_uri(self.lake, prefix)
             if not DeltaTable.is_deltatable(uri):
+                assert not loaded, f"{self.day}: the warehouse holds prices but {prefix} is not a Delta table"
                 continue
             by_deltalake = DeltaTable(uri).to_pyarrow_table()
             files = delta.dataset(self.lake, prefix)  # noqa: F841 (DuckDB scans it by name)
@@ -204,18 +205,23 @@ class Month:
                 shared = [c for c in want.column_names if c in lake.column_names]
                 assert_same(lake.select(shared), want.select(shared), f"{self.day}: {prefix} against warehouse {warehouse}")
 
-    def check_production(self) -> None:
+    def check_production(self, loaded: set[dt.date]) -> None:
         """published/LATEST: a version of lake/deduped whose window is complete and checked."""
         try:
             latest = json.loads(self.lake.read_bytes("published/LATEST"))
         except FileNotFoundError:
+            assert not loaded, f"{self.day}: the warehouse holds prices but nothing was published"
             return
         blocking = {name for name, _, severity in CHECKS if severity == "ERROR"}
         failed = [name for name, passed in latest["checks"].items() if name in blocking and not passed]
         assert blocking <= set(latest["checks"]) and not failed, f"{self.day}: production's checks {latest['checks']}"
         first, last = (dt.date.fromisoformat(d) for d in latest["window"])
         window = [s for s in sorted(set(self.reference["prices"]["session"].to_pylist())) if first <= s <= last]
+        commits = DeltaTable(delta.table_uri(self.lake, "lake/deduped")).history()
+        [written] = [c["timestamp"] for c in commits if c["version"] == latest["version"]]
+        assert dt.datetime.fromisoformat(latest["version_written_at"]) == dt.datetime.fromtimestamp(written / 1000, dt.UTC), f"{self.day}: LATEST's time"
         rows = delta.dataset(self.lake, "lake/deduped", latest["version"]).to_table()
+        assert rows.num_rows == latest["rows"], f"{self.day}: LATEST says {latest['rows']} rows, its version holds {rows.num_rows}"
         assert_same(stable(in_sessions(rows, window), ("symbol", "session")).select(self.reference["prices"].column_names),
                     in_sessions(self.reference["prices"], window), f"{self.day}: production (version {latest['version']}, {first}..{last})")  # fmt: skip
 
