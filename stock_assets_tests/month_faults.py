@@ -59,7 +59,7 @@ def kill_after_step(process: subprocess.Popen, instance: dg.DagsterInstance, ste
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 return run.run_id
-        time.sleep(0.05)
+        time.sleep(0.02)  # the run goes on for a second or two after the step: look often
     process.kill()
     said = Path(instance.root_directory, "materialize.log").read_text(errors="replace")[-3000:]
     raise AssertionError(f"the run never finished {step} within {seconds} s (exit {process.poll()}): {said}")
