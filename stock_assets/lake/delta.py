@@ -7,7 +7,7 @@ tables (delta-rs: no JVM, Arrow in and out), on a local folder or S3 with the sa
   (121 files to open) for no gain elsewhere (benchmarks/README.md). A window rewrite touches
   only its years' files.
 - Writing a window is ONE commit that replaces exactly the window's sessions (`predicate` on
-  `session`): a re-run is idempotent, and a writer killed before its commit leaves the previous
+  `session`, and on `symbol` for a window scoped to symbols): a re-run is idempotent, and a writer killed before its commit leaves the previous
   version whole (its data files are referenced by no version; vacuum removes them).
 - Every commit is a version: `read_window(..., version=N)` reads a table as it was, which is
   what a published snapshot records.
@@ -32,7 +32,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 from stock_assets import tables
 from stock_assets.lake.damage import readable
 from stock_assets.lake.storage import LakeStorage
-from stock_assets.schema import BAR_SCHEMA, conform
+from stock_assets.schema import BAR_SCHEMA, conform, validate_symbol
 
 ROW_GROUP_ROWS = 16384
 STREAM_ROWS = 65536
@@ -100,8 +100,18 @@ def partition_of(sessions: pa.ChunkedArray):
     return pc.take(years, pc.index_in(sessions, distinct))
 
 
-def in_window(table: pa.Table, sessions: list[dt.date]) -> pa.Table:
-    return tables.only(table, pc.is_in(table["session"], value_set=pa.array(sorted(set(sessions)), pa.date32())))
+def in_window(table: pa.Table, sessions: list[dt.date], symbols: list[str] | tuple[str, ...] | None = None) -> pa.Table:
+    rows = tables.only(table, pc.is_in(table["session"], value_set=pa.array(sorted(set(sessions)), pa.date32())))
+    return rows if symbols is None else tables.only(rows, pc.is_in(rows["symbol"], value_set=pa.array(sorted(set(symbols)), pa.string())))
+
+
+def symbol_predicate(symbols: list[str] | tuple[str, ...] | None) -> str:
+    """` AND symbol IN ('A', 'B')` for a window scoped to symbols (validated: letters, digits, '.', '-'), else ''."""
+    if symbols is None:
+        return ""
+    if not symbols:
+        raise ValueError("a window scoped to symbols needs at least one symbol")
+    return " AND symbol IN (" + ", ".join(f"'{validate_symbol(s)}'" for s in sorted(set(symbols))) + ")"
 
 
 def sort_rows(table: pa.Table) -> pa.Table:
@@ -112,12 +122,15 @@ def sort_rows(table: pa.Table) -> pa.Table:
 # A commit that lost to another writer's (two runs creating the table, or a conflicting window)
 # is tried again from the new version: a window replace is idempotent.
 @retry(retry=retry_if_exception_type(CommitFailedError), stop=stop_after_attempt(8), wait=wait_random(0.05, 0.5), reraise=True)
-def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[int, pa.Table]:
-    """Make the table hold exactly `table`'s rows for sessions first..last, in one commit;
-    returns the new version and the rows written, as read_window returns them. Rows outside
-    the window are not written (as a window replace, nothing else of the table may change)."""
+def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date],
+                 symbols: list[str] | tuple[str, ...] | None = None) -> tuple[int, pa.Table]:  # fmt: skip
+    """Make the table hold exactly `table`'s rows for sessions first..last (and, when given, only
+    `symbols`' rows: other symbols' rows stay as they are), in one commit; returns the new version
+    and the rows written, as read_window returns them. Rows outside the window are not written
+    (as a window replace, nothing else of the table may change)."""
     first, last, token = min(sessions), max(sessions), uuid.uuid4().hex
-    rows = sort_rows(in_window(table, sessions))
+    rows = sort_rows(in_window(table, sessions, symbols))
+    predicate = f"session >= '{first}' AND session <= '{last}'" + symbol_predicate(symbols)
     data = rows.append_column(PARTITION, partition_of(rows["session"]))
     # Streamed in batches: measured on 1.26 M indicator rows, 25 % faster than handing over the
     # table and 200 MiB less memory at the peak.
@@ -125,7 +138,7 @@ def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: l
     with readable(storage, prefix, storage_options(storage)):  # the window's old files are read to replace it
         write_deltalake(
             table_uri(storage, prefix), stream, mode="overwrite", partition_by=[PARTITION],
-            predicate=f"session >= '{first}' AND session <= '{last}'", storage_options=storage_options(storage), configuration=KEEP_LOG,
+            predicate=predicate, storage_options=storage_options(storage), configuration=KEEP_LOG,
             writer_properties=writer_properties(data.schema), commit_properties=CommitProperties(custom_metadata={"stock_assets.write": token}),
         )  # fmt: skip
     return committed_version(storage, prefix, token), rows
@@ -143,12 +156,14 @@ def committed_version(storage: LakeStorage, prefix: str, token: str) -> int:
 
 
 def read_window(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA,
-                version: int | dt.datetime | None = None) -> pa.Table:  # fmt: skip
-    """The window's rows in SORT_COLUMNS order; `schema=None` keeps the table's own."""
+                version: int | dt.datetime | None = None, symbols: list[str] | tuple[str, ...] | None = None) -> pa.Table:  # fmt: skip
+    """The window's rows (of `symbols` only, when given) in SORT_COLUMNS order; `schema=None` keeps the table's own."""
     table = open_table(storage, prefix, version) if sessions else None
     if table is None:
         return (schema or pa.schema([("session", pa.date32())])).empty_table()
     wanted = pc.field("session").isin(pa.array(sorted(set(sessions)), pa.date32()))
+    if symbols is not None:
+        wanted = wanted & pc.field("symbol").isin(pa.array(sorted(set(symbols)), pa.string()))
     with readable(storage, prefix, storage_options(storage), version):
         rows = _files_dataset(storage, prefix, table).to_table(filter=pc.field(PARTITION).isin(_partitions(sessions)) & wanted)
     rows = sort_rows(rows.drop_columns([PARTITION]))
