@@ -8,7 +8,7 @@ import pyarrow as pa
 from stock_assets.calendar import session_offset
 from stock_assets.defs.common import RANGE_TAGS, lake_asset, table_metadata, window_sessions
 from stock_assets.lake import layout
-from stock_assets.lake.io_manager import LakeResource
+from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
 from stock_assets.preflight import unreachable
 from stock_assets.providers.base import RawPayload
 from stock_assets.providers.errors import ProviderError
@@ -138,7 +138,8 @@ def build(settings: Settings) -> dg.Definitions:
         payloads = kept + result.payloads
         if failures:
             storage = lake.storage()  # what was fetched stays: the next try and a re-run fetch only the rest
-            storage.map(lambda p: storage.write_bytes(f"raw/{sessions[0]}_{sessions[-1]}/{layout.raw_name(p)}", p.body), result.payloads)
+            with stop_when_disk_full():
+                storage.map(lambda p: storage.write_bytes(f"raw/{sessions[0]}_{sessions[-1]}/{layout.raw_name(p)}", p.body), result.payloads)
             tries = context.retry_number + 1
             reused = len({p.symbol for p in payloads}) if client.reuse_fetched else 0
             raise _incomplete(window, failures, result.permanent, reused, tries, tries > settings.step_retries)

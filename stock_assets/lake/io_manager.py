@@ -12,12 +12,15 @@ while it is small enough (HANDOFF_MAX_BYTES) and, for landing, only while the wi
 hold just the files written; every other load reads the lake.
 """
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import PrivateAttr
 
+from stock_assets.full_disk import DiskFullError
 from stock_assets.lake import layout
 from stock_assets.lake.storage import LakeStorage
 
@@ -29,6 +32,15 @@ class LakeResource(dg.ConfigurableResource):
 
     def storage(self) -> LakeStorage:
         return LakeStorage(self.url)
+
+
+@contextlib.contextmanager
+def stop_when_disk_full() -> Iterator[None]:
+    """A full disk fails the step at once, not after its retries: no retry frees a disk."""
+    try:
+        yield
+    except DiskFullError as err:
+        raise dg.Failure(str(err), allow_retries=False) from err
 
 
 HANDOFF_MAX_BYTES = 384 << 20  # per run: two 10-year windows of 500 symbols' daily bars (~170 MiB each), not three
@@ -92,7 +104,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         where = context.definition_metadata["lake_path"]
         storage = self.lake.storage()
-        paths = store_window(self._handoff, storage, where, obj, _sessions(context))
+        with stop_when_disk_full():
+            paths = store_window(self._handoff, storage, where, obj, _sessions(context))
         written = {"files_written": len(paths)} if where in ("raw", "landing") else {"delta_version": int(paths[0].rsplit("@v", 1)[1])}
         context.add_output_metadata(written | {"lake_location": dg.MetadataValue.path(storage.uri(where))})
 

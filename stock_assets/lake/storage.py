@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from stock_assets.full_disk import writing
+
 
 def filesystem_for(url: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, root path) for a local path or an s3://bucket/prefix URL."""
@@ -70,7 +72,12 @@ class LakeStorage:
         self.write_chunks(relpath, [data])
 
     def write_chunks(self, relpath: str, chunks: Iterable[bytes]) -> None:
-        """Write `chunks` as one object that appears only once all of them are written."""
+        """Write `chunks` as one object that appears only once all of them are written; a full
+        disk raises DiskFullError naming the file."""
+        with writing("lake file", self.uri(relpath)):
+            self._write_chunks(relpath, chunks)
+
+    def _write_chunks(self, relpath: str, chunks: Iterable[bytes]) -> None:
         target = self.path(relpath)
         if not self.is_local:
             # One PUT of the whole body: a producer failing midway never opens the upload,

@@ -13,8 +13,9 @@ import datetime as dt
 import dagster as dg
 import pyarrow as pa
 
+from stock_assets.full_disk import writing
 from stock_assets.lake import layout
-from stock_assets.lake.io_manager import LakeResource
+from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.transforms.history import loads_record
 from stock_assets.warehouse.warehouse import Warehouse, warehouse_for_url
@@ -44,10 +45,11 @@ def store_window(warehouse: Warehouse, storage: LakeStorage, spec: dict, data: p
         layout.write_sessions(storage, lake_path, data, sessions)
         metadata["lake_location"] = dg.MetadataValue.path(storage.uri(lake_path))
         source = lake_path
-    metadata["rows_loaded"] = warehouse.replace_window(table, data, sessions[0], sessions[-1], lake_prefix=source)
-    if spec.get("log_loads"):
-        record = loads_record(data, sessions, dt.datetime.now(dt.UTC), run_id)
-        warehouse.replace_window(f"{table}_loads", record, sessions[0], sessions[-1])
+    with writing("warehouse", warehouse.describe()):
+        metadata["rows_loaded"] = warehouse.replace_window(table, data, sessions[0], sessions[-1], lake_prefix=source)
+        if spec.get("log_loads"):
+            record = loads_record(data, sessions, dt.datetime.now(dt.UTC), run_id)
+            warehouse.replace_window(f"{table}_loads", record, sessions[0], sessions[-1])
     metadata["warehouse"] = warehouse.describe()
     return metadata
 
@@ -60,7 +62,9 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         sessions = [dt.date.fromisoformat(k) for k in context.asset_partition_keys]
         storage = self.lake.storage()
         warehouse = self.warehouse.get(lake=storage)
-        context.add_output_metadata(store_window(warehouse, storage, context.definition_metadata, obj, sessions, context.run_id))
+        with stop_when_disk_full():
+            metadata = store_window(warehouse, storage, context.definition_metadata, obj, sessions, context.run_id)
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext):
         table = context.upstream_output.definition_metadata["warehouse_table"]
