@@ -5,6 +5,7 @@ in a log line or an error. A delivery that fails is logged and reported, never r
 """
 
 import logging
+import re
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -46,3 +47,22 @@ def partitions_of(tags: dict) -> str:
         return tags["dagster/partition"]
     start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
     return f"{start}..{end}" if start else "unpartitioned"
+
+
+CAUSE_LINES, CAUSE_CHARS = 4, 500
+_QUALIFIED = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?:Failure: |(?=[A-Z]\w*: ))")  # "dagster….Failure: ", "stock_assets.….Error: "
+_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^@\s]+@")
+_SECRET_PARAM = re.compile(r"(?i)((?:api_?key|token|secret|password|signature)[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+")
+
+
+def cause_text(message: str) -> str:
+    """An error's message as an alert quotes it: its first lines, up to a traceback or backtrace,
+    passwords and keys masked, bounded."""
+    lines = []
+    for line in message.strip().splitlines():
+        if line.startswith(("Traceback", "Stack backtrace", "stack backtrace", "  File ")):
+            break
+        lines.append(line)
+    text = " ".join(lines[:CAUSE_LINES])
+    text = _SECRET_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1***@", _QUALIFIED.sub("", text)))
+    return text if len(text) <= CAUSE_CHARS else text[: CAUSE_CHARS - 1] + "…"
