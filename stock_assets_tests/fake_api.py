@@ -7,6 +7,7 @@ order and repeats the last. Every request is recorded (path, query, headers, tim
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -74,9 +75,17 @@ class FakeApi:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+        self.polygon_actions()  # every ticker: no split, no dividend, unless a test routes its own
 
     def route(self, path: str, *replies: Reply | bytes, **query: str) -> None:
         self.routes.insert(0, Route(path, query, [r if isinstance(r, Reply) else Reply(r) for r in replies]))
+
+    def polygon_actions(self, splits: Reply | bytes | None = None, dividends: Reply | bytes | None = None, **query: str) -> None:
+        """Polygon's reference endpoints (`ticker=` in `query` for one symbol): the given answers,
+        else a page with no result (fixtures/polygon/reference_empty_results_documented_shape.json)."""
+        empty = (Path(__file__).parent / "fixtures/polygon/reference_empty_results_documented_shape.json").read_bytes()
+        self.route("/v3/reference/splits", splits or empty, **query)
+        self.route("/v3/reference/dividends", dividends or empty, **query)
 
     def answer(self, path: str, query: dict[str, str]) -> Reply:
         for route in self.routes:

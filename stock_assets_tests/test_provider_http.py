@@ -198,10 +198,12 @@ def test_polygon_follows_next_url_through_the_base_url(fake_api):
     fake_api.route("/v2/aggs/ticker/AAPL/range/1/day/2023-01-03/2023-01-10", page1)
     fake_api.route("/v2/aggs/ticker/AAPL/range/1/day/1673240400000", page2)
     result = polygon(fake_api).fetch(["AAPL"], sessions_between("2015-01-02", "2023-01-03", "2023-01-10"), "1d")
-    assert [p.body for p in result.payloads] == [page1, page2] and [p.part for p in result.payloads] == [0, 1]
-    first, second = fake_api.requests
-    assert first.query == {"adjusted": "true", "sort": "asc", "limit": "50000"}
+    bars = [p for p in result.payloads if not p.is_actions]  # then its splits and dividends (test_polygon_actions.py)
+    assert [p.body for p in bars] == [page1, page2] and [p.part for p in bars] == [0, 1]
+    first, second, *reference = fake_api.requests
+    assert first.query == {"adjusted": "false", "sort": "asc", "limit": "50000"}
     assert second.query == {"cursor": "abc"}
+    assert [r.path for r in reference] == ["/v3/reference/splits", "/v3/reference/dividends"]
     assert all(r.headers["Authorization"] == f"Bearer {KEY}" and KEY not in r.path for r in fake_api.requests)
 
 
@@ -210,9 +212,9 @@ def test_polygon_null_results_are_retried_then_reported(fake_api):
     fake_api.route("/v2/aggs/ticker/AAPL", empty, POLYGON_AAPL)
     fake_api.route("/v2/aggs/ticker/MSFT", empty)
     result = polygon(fake_api, retries=2).fetch(["AAPL", "MSFT"], sessions_between("2015-01-02", "2023-01-03", "2023-01-10"), "1d")
-    assert [p.symbol for p in result.payloads] == ["AAPL"]
+    assert [(p.symbol, p.interval) for p in result.payloads] == [("AAPL", "1d"), ("AAPL", "splits"), ("AAPL", "dividends")]
     assert result.failures["MSFT"].startswith("EmptyResultError")
-    assert len(fake_api.requests) == 2 + 3
+    assert len(fake_api.requests) == 2 + 2 + 3  # AAPL's splits and dividends asked once its bars came
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,10 @@ from typing import Protocol
 
 from stock_assets.providers.errors import ProviderError
 
+# The `interval` of a payload that answers for a symbol's corporate actions, not its bars
+# (Polygon's reference endpoints): registry.parse_actions reads it, landing never does.
+ACTION_KINDS = ("splits", "dividends")
+
 
 @dataclass(frozen=True)
 class RawPayload:
@@ -20,6 +24,11 @@ class RawPayload:
     extension: str  # "csv" or "json": how `body` is encoded
     body: bytes
     part: int = 0  # the n-th response of one symbol's fetch (pages, months)
+
+    @property
+    def is_actions(self) -> bool:
+        """A corporate-actions answer (interval in ACTION_KINDS), not bars."""
+        return self.interval in ACTION_KINDS
 
 
 @dataclass

@@ -68,3 +68,10 @@ class EmptyResultError(ProviderError):
 
     retryable = True
     no_bars = True
+
+
+class MissingResultsError(ProviderError):
+    """A reference answer (Polygon splits/dividends) without its `results` list: retried, then
+    the symbol fails, since a window whose actions are unknown cannot be adjusted."""
+
+    retryable = True

@@ -1,16 +1,21 @@
-"""Polygon aggregates over HTTP: one range request per symbol for the whole window, following
-`next_url` pages; `results: null` for a trading symbol is retried before it counts as missing.
-An empty page after a page of bars ends the series: it is kept, not retried."""
+"""Polygon over HTTP, per symbol: the aggregates of the whole window, unadjusted (`adjusted=false`:
+`close` is the traded price), then the symbol's whole history of splits and dividends from the
+reference endpoints; every page (`next_url`) is a request counted like any other and kept in raw/.
+`results: null` for a trading symbol is retried before it counts as missing. An empty page after
+a page of bars ends the series: it is kept, not retried."""
 
 import datetime as dt
 import json
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 from stock_assets.providers.base import RawPayload, SymbolBySymbol
 from stock_assets.providers.http import HttpClient
-from stock_assets.providers.polygon_format import parse_polygon
+from stock_assets.providers.polygon_format import parse_polygon, parse_polygon_actions
 
+REFERENCE = {"splits": "/v3/reference/splits", "dividends": "/v3/reference/dividends"}
+REFERENCE_LIMIT = 1000  # the endpoints' largest page: one request covers a symbol's history
 TIMESPANS = {"1d": (1, "day"), "60min": (1, "hour"), "30min": (30, "minute"), "15min": (15, "minute"), "5min": (5, "minute"), "1min": (1, "minute")}
 
 
@@ -23,12 +28,21 @@ class PolygonProvider(SymbolBySymbol):
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         multiplier, timespan = TIMESPANS[interval]
-        url: str | None = f"{self.base_url}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{sessions[0]}/{sessions[-1]}"
-        params = {"adjusted": "true", "sort": "asc", "limit": 50000}
-        payloads = []
+        url = f"{self.base_url}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{sessions[0]}/{sessions[-1]}"
+        params = {"adjusted": "false", "sort": "asc", "limit": 50000}
+        payloads = self._pages(url, params, symbol, interval, sessions, partial(_check, symbol=symbol, interval=interval))
+        for kind, path in REFERENCE.items():
+            check = partial(_check_actions, symbol=symbol, kind=kind)
+            payloads += self._pages(f"{self.base_url}{path}", {"ticker": symbol, "limit": REFERENCE_LIMIT}, symbol, kind, sessions, check)
+        return payloads
+
+    def _pages(self, url: str | None, params: dict, symbol: str, interval: str, sessions: list[dt.date], check) -> list[RawPayload]:
+        """Every page of one answer, `next_url` after `next_url`; `interval` labels the payloads
+        (a bar interval, or a kind of corporate action)."""
+        payloads: list[RawPayload] = []
         while url:
             moment = dt.datetime.now(dt.UTC)
-            body = self.http.get(url, params, symbol=symbol, check=lambda b: _check(b, symbol, interval, first_page=not payloads))
+            body = self.http.get(url, params, symbol=symbol, check=lambda b: check(b, first_page=not payloads))
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, "json", body, len(payloads)))
             url, params = self._next(json.loads(body).get("next_url")), {}  # next_url carries cursor and query
         return payloads
@@ -41,7 +55,12 @@ class PolygonProvider(SymbolBySymbol):
         return f"{self.base_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
-def _check(body: bytes, symbol: str, interval: str, first_page: bool) -> None:
+def _check(body: bytes, first_page: bool, symbol: str, interval: str) -> None:
     """Raises if the page is not data. An empty page after the first is the series' end
     (Polygon may hand out a `next_url` whose page holds nothing): no retry is spent on it."""
     parse_polygon(body, symbol, interval, dt.datetime.now(dt.UTC), empty_ok=not first_page)
+
+
+def _check_actions(body: bytes, first_page: bool, symbol: str, kind: str) -> None:
+    """Raises if a reference page is not data; `results: []` (no action) is data."""
+    parse_polygon_actions(body, symbol, kind, dt.datetime.now(dt.UTC))

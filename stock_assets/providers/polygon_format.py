@@ -1,4 +1,5 @@
-"""Polygon (Massive) /v2/aggs/ticker/{T}/range/... pages -> canonical bars and the next page's URL.
+"""Polygon (Massive) /v2/aggs/ticker/{T}/range/... pages -> canonical bars and the next page's URL;
+/v3/reference/splits and /v3/reference/dividends pages -> corporate actions (ACTIONS_SCHEMA).
 
 Pure: bytes in, Arrow out. `t` is epoch milliseconds UTC at the bar start. Daily range bars start at
 00:00 America/New_York (05:00Z or 04:00Z across DST); grouped-daily and /prev bars are stamped
@@ -16,16 +17,23 @@ from stock_assets.providers.errors import (  # noqa: F401 - re-exported for call
     BadKeyError,
     EmptyResultError,
     MalformedPayloadError,
+    MissingResultsError,
     PremiumEndpointError,
     ProviderError,
     ThrottledError,
     json_object,
 )
+from stock_assets.providers.base import ACTION_KINDS
 from stock_assets.schema import BAR_SCHEMA, conform, constant, validate_symbol
+from stock_assets.transforms.actions import ACTIONS_SCHEMA
 
 PROVIDER = "polygon"
 DATA_STATUSES = ("OK", "DELAYED")
 _REQUIRED = ["o", "h", "l", "c", "v", "t"]
+# Regular (CD) and special (SC) cash dividends move the price on the ex-date; capital-gain
+# distributions (LT, ST: funds) and amounts in another currency than our USD prices are not counted.
+CASH_DIVIDEND_TYPES = ("CD", "SC")
+_ACTION_FIELDS = {"splits": ("execution_date", "split_from", "split_to"), "dividends": ("ex_dividend_date", "cash_amount")}
 
 
 def parse_polygon(body: bytes, symbol: str, interval: str, ingested_at: dt.datetime, empty_ok: bool = False) -> tuple[pa.Table, str | None]:
@@ -108,3 +116,63 @@ def _bars(frame: pd.DataFrame, symbol: str, interval: str, ingested_at: dt.datet
 
 def _floats(column: pd.Series) -> pa.Array:
     return pa.array(column.astype("float64"), pa.float64(), from_pandas=True)
+
+
+def parse_polygon_actions(body: bytes, symbol: str, kind: str, first_seen: dt.datetime) -> pa.Table:
+    """One /v3/reference/{splits,dividends} page as corporate actions (ACTIONS_SCHEMA, factor NULL),
+    one row per ex-date: split value = split_to / split_from (4.0 for 4:1); dividend value = the
+    cash amount, the counted kinds of one ex-date summed. `results: []` is no action; a missing or
+    null `results` raises MissingResultsError (retried: an unknown action cannot be told from none)."""
+    validate_symbol(symbol)
+    if kind not in ACTION_KINDS:
+        raise ValueError(f"unsupported corporate-action kind {kind!r}: expected one of {ACTION_KINDS}")
+    doc = _load(body, symbol)
+    results = doc.get("results")
+    if results is None:
+        raise MissingResultsError(PROVIDER, symbol, f"{kind} answer without results (status {doc.get('status')})")
+    try:
+        frame = _actions(pd.DataFrame(results, columns=None if results else list(_ACTION_FIELDS[kind])), symbol, kind)
+    except ProviderError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise MalformedPayloadError(PROVIDER, symbol, f"cannot parse {kind}: {err}") from err
+    n = len(frame)
+    return pa.table(
+        {
+            "symbol": constant(symbol, pa.string(), n),
+            "ex_date": pa.array(frame["ex_date"].values.astype("datetime64[D]"), pa.date32()),
+            "kind": constant("split" if kind == "splits" else "dividend", pa.string(), n),
+            "value": pa.array(frame["value"], pa.float64()),
+            "source": constant(PROVIDER, pa.string(), n),
+            "first_seen": constant(first_seen, pa.timestamp("us", tz="UTC"), n),
+            "factor": pa.nulls(n, pa.float64()),
+        },
+        schema=ACTIONS_SCHEMA,
+    )
+
+
+def _actions(frame: pd.DataFrame, symbol: str, kind: str) -> pd.DataFrame:
+    missing = [c for c in _ACTION_FIELDS[kind] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"results lack {missing}")
+    if "ticker" in frame.columns and (frame["ticker"] != symbol).any():
+        raise MalformedPayloadError(PROVIDER, symbol, f"{kind} for other tickers {sorted(set(frame['ticker']) - {symbol})[:5]}")
+    if kind == "splits":
+        frame = pd.DataFrame({"ex_date": frame["execution_date"], "value": frame["split_to"].astype(float) / frame["split_from"].astype(float)})
+    else:
+        counted = frame.get("dividend_type", pd.Series("CD", frame.index)).isin(CASH_DIVIDEND_TYPES)
+        usd = frame.get("currency", pd.Series("USD", frame.index)).fillna("USD").eq("USD")
+        frame = frame[counted & usd]
+        frame = pd.DataFrame({"ex_date": frame["ex_dividend_date"], "value": frame["cash_amount"].astype(float), "type": frame.get("dividend_type")})
+        frame = frame.drop_duplicates()  # a record listed twice is one dividend
+    bad = frame[~(frame["value"] > 0)]  # NaN included
+    if len(bad):
+        raise MalformedPayloadError(PROVIDER, symbol, f"{kind} with a value that is not positive on {list(bad['ex_date'][:3])}")
+    frame = frame.assign(ex_date=pd.to_datetime(frame["ex_date"], format="%Y-%m-%d"))
+    if kind == "splits":
+        frame = frame.drop_duplicates()
+        if frame["ex_date"].duplicated().any():
+            dates = frame["ex_date"][frame["ex_date"].duplicated()].dt.date.tolist()[:3]
+            raise MalformedPayloadError(PROVIDER, symbol, f"splits with different ratios on the same date {dates}")
+        return frame.sort_values("ex_date")
+    return frame.groupby("ex_date", as_index=False)["value"].sum().sort_values("ex_date")
