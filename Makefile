@@ -25,11 +25,11 @@ instance: install $(DAGSTER_HOME)/dagster.yaml
 	@$(BIN)/python -m stock_assets.instance
 
 run: install instance
-	$(BIN)/python -m stock_assets.cli run --sessions $(SESSIONS)
+	$(BIN)/python -m stock_assets.cli run --sessions $(SESSIONS) $(if $(SYMBOLS),--symbols $(SYMBOLS))
 
 backfill: install instance
-	@test -n "$(START)" -a -n "$(END)" || { echo "usage: make backfill START=YYYY-MM-DD END=YYYY-MM-DD"; exit 2; }
-	$(BIN)/python -m stock_assets.cli backfill --start $(START) --end $(END) $(if $(CHUNK),--chunk $(CHUNK))
+	@test -n "$(START)" -a -n "$(END)" || { echo "usage: make backfill START=YYYY-MM-DD END=YYYY-MM-DD [SYMBOLS=X,Y]"; exit 2; }
+	$(BIN)/python -m stock_assets.cli backfill --start $(START) --end $(END) $(if $(CHUNK),--chunk $(CHUNK)) $(if $(SYMBOLS),--symbols $(SYMBOLS))
 
 rebuild: install
 	@test -n "$(TABLE)" || { echo "usage: make rebuild TABLE=lake/prices|lake/deduped|lake/dq_report|lake/indicators"; exit 2; }

@@ -1,5 +1,6 @@
 """`python -m stock_assets.cli run` (the latest sessions) and `backfill --start --end` (any
-range, in as few runs as fit): materialize the whole graph and print what happened —
+range, in as few runs as fit), each for the configured universe or `--symbols X,Y` only (every
+other symbol's rows stay as they are: stock_assets/window.py): materialize the whole graph and print what happened —
 sessions, rows per asset, check results, where everything is. `rebuild --table lake/<name>`:
 a damaged lake table moved aside and written again (stock_assets/lake/repair.py)."""
 
@@ -33,6 +34,7 @@ from stock_assets.progress import StepProgress, estimate
 from stock_assets.settings import Settings, sessions_per_run
 from stock_assets.warehouse.common import redact_url
 from stock_assets.warehouse.warehouse import warehouse_for_url
+from stock_assets.window import SYMBOLS_TAG, InvalidWindowError, parse_symbols
 
 
 def location_origin(job_name: str) -> RemoteJobOrigin:
@@ -44,22 +46,25 @@ def location_origin(job_name: str) -> RemoteJobOrigin:
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
 
 
-def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.DagsterInstance) -> ExecutionResult:
-    """One run over the whole graph for sessions first..last (a single-run backfill), in this
-    process, recorded as a run of the code location (execute_in_process records none)."""
+def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.DagsterInstance, symbols: tuple[str, ...] | None = None) -> ExecutionResult:
+    """One run over the whole graph for sessions first..last (a single-run backfill) and `symbols`
+    (the run's stock_assets/symbols tag; None: the universe), in this process, recorded as a run
+    of the code location (execute_in_process records none)."""
     job = defs.resolve_implicit_global_asset_job_def()
     every_asset = frozenset(defs.resolve_asset_graph().get_all_asset_keys())  # the UI lists them as the run's target
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     run = instance.create_run_for_job(
         job_def=job.get_subset(asset_selection=every_asset), run_config=quiet, asset_selection=every_asset,
-        tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags(), remote_job_origin=location_origin(job.name),
+        tags=dict(zip(RANGE_TAGS, (first, last))) | process_tags() | ({SYMBOLS_TAG: ",".join(symbols)} if symbols else {}),
+        remote_job_origin=location_origin(job.name),
     )  # fmt: skip
     return execute_run(InMemoryJob(job), run, instance)
 
 
-def summary(result: ExecutionResult, first: str, last: str, count: int, settings: Settings) -> str:
+def summary(result: ExecutionResult, first: str, last: str, count: int, settings: Settings, symbols: tuple[str, ...] | None = None) -> str:
     lines = [f"stock_assets: {'succeeded' if result.success else 'FAILED'}, run {result.run_id}"]
-    lines.append(f"  sessions     {first} .. {last} ({count})  provider={settings.provider} symbols={','.join(settings.symbols)}")
+    named = f"symbols={','.join(symbols)} (only these: other symbols' rows untouched)" if symbols else f"symbols={','.join(settings.symbols)}"
+    lines.append(f"  sessions     {first} .. {last} ({count})  provider={settings.provider} {named}")
     seen = set()
     for event in result.get_asset_materialization_events():  # one per (asset, session); the window's totals on each
         mat = event.step_materialization_data.materialization
@@ -90,13 +95,13 @@ def summary(result: ExecutionResult, first: str, last: str, count: int, settings
     return "\n".join(lines)
 
 
-def backfill_chunks(settings: Settings, first: str, last: str, size: int | None = None) -> list[tuple[str, str]]:
+def backfill_chunks(settings: Settings, first: str, last: str, size: int | None = None, symbols: int | None = None) -> list[tuple[str, str]]:
     """The session range cut into runs as the assets' backfill policy cuts it in the UI
-    (settings.sessions_per_run: at most ROWS_PER_RUN bars a run)."""
+    (settings.sessions_per_run: at most ROWS_PER_RUN bars a run, of `symbols` symbols: the universe's by default)."""
     sessions = [str(s) for s in sessions_between(settings.start, first, last)]
     if not sessions:
         raise ValueError(f"no NYSE session between {first} and {last}")
-    size = size or sessions_per_run(len(settings.symbols), settings.interval, settings.rows_per_run)
+    size = size or sessions_per_run(symbols or len(settings.symbols), settings.interval, settings.rows_per_run)
     return [(sessions[i], sessions[min(i + size, len(sessions)) - 1]) for i in range(0, len(sessions), size)]
 
 
@@ -128,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--start", required=True)
     backfill.add_argument("--end", required=True)
     backfill.add_argument("--chunk", type=int, default=None, help="sessions per run (default: sized to the universe and interval)")
+    for command in (run, backfill):
+        command.add_argument("--symbols", default=None, help="only these symbols (comma list), e.g. a symbol just added to "
+                             "STOCK_ASSETS_SYMBOLS; every other symbol's rows stay as they are (default: the universe)")
     repair = sub.add_parser("rebuild", help="move a damaged lake table aside and rebuild it from landing/ (or the warehouse)")
     repair.add_argument("--table", required=True, choices=TABLES)
     args = parser.parse_args(argv)
@@ -135,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         return rebuild(Settings.from_env(), args.table)
 
     settings = Settings.from_env()
+    try:
+        symbols = parse_symbols(args.symbols, "--symbols") if args.symbols is not None else None
+    except InvalidWindowError as err:
+        print(f"stock_assets: {err}", file=sys.stderr)
+        return 2
     instance = prepare_instance()
     stop_on_signals(instance)
     fail_dead_runs(instance)
@@ -148,16 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         keys = closed_sessions(settings.start, args.sessions)
         chunks = [(keys[0], keys[-1])]
     else:
-        chunks = backfill_chunks(settings, args.start, args.end, args.chunk)
+        chunks = backfill_chunks(settings, args.start, args.end, args.chunk, len(symbols) if symbols else None)
     ok, took = True, []
     for i, (first, last) in enumerate(chunks, 1):
         count = len(sessions_between(settings.start, first, last))
         print(f"stock_assets: run {i} of {len(chunks)}: sessions {first} .. {last} ({count}){estimate(took, len(chunks) - i + 1)}", flush=True)
         started = time.monotonic()
         with StepProgress(instance, os.getpid(), say=lambda line: print(line, flush=True)):
-            result = materialize_range(defs, first, last, instance)
+            result = materialize_range(defs, first, last, instance, symbols)
         took.append(time.monotonic() - started)
-        print(summary(result, first, last, count, settings), flush=True)
+        print(summary(result, first, last, count, settings, symbols), flush=True)
         ok &= result.success
     return 0 if ok else 1
 

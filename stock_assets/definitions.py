@@ -51,8 +51,8 @@ def resources_for(settings: Settings) -> dict:
     return {
         "lake": lake,
         "warehouse": warehouse,
-        "lake_io_manager": LakeIOManager(lake=lake),
-        "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse, lake=lake),
+        "lake_io_manager": LakeIOManager(lake=lake, universe=list(settings.symbols)),
+        "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse, lake=lake, universe=list(settings.symbols)),
         "provider": provider_resource(settings),
         "reports": ReportsResource(directory=str(settings.home / "reports")),
         "alerts": AlertsResource(

@@ -21,6 +21,7 @@ from stock_assets.warehouse import io_manager as warehouse_io
 from stock_assets.warehouse.warehouse import warehouse_for_url
 from stock_assets_tests.conftest import defs_for, with_faults
 from stock_assets_tests.month_faults import fill_disk
+from stock_assets_tests.test_landing_sensor import KO_TAIL, drop, evaluate, land
 from stock_assets_tests.test_operations import alerts_to
 
 FIRST, SECOND = "2024-01-02", "2024-01-03"
@@ -119,3 +120,19 @@ def test_an_alert_quotes_an_error_without_its_traceback_or_secrets():
     said = cause_text(message)
     assert said == "WarehouseLoadError: postgresql://loader:***@db:5432/prices refused https://api.example/query?symbol=IBM&apikey=***"
     assert len(cause_text("x" * 10_000)) == CAUSE_CHARS
+
+
+def test_a_dropped_file_landing_on_a_full_disk_fails_at_once_naming_the_file(settings, instance, small_disk):
+    ours = on_disk(settings, small_disk)
+    lake = LakeStorage(ours.lake_url)
+    drop(lake, "ko.csv", KO_TAIL)
+    [request], _, _ = evaluate(instance, ours.lake_url)
+    filler = fill_disk(small_disk)
+    result, landed = land(instance, ours, request)
+    assert not result.success and landed is None
+    assert [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY] == [], "a full disk was retried"
+    [failed] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert f"lake file {lake.uri('')}" in failed.step_failure_data.error.message
+    assert "the disk is full ([errno 28] No space left on device)" in failed.step_failure_data.error.message
+    filler.unlink()
+    assert land(instance, ours, request)[0].success  # space again: the same file lands

@@ -1,12 +1,21 @@
-"""Windows scoped to symbols, and the universe over time (README "How history stays consistent")."""
+"""Windows scoped to symbols, and the universe over time (README "How history stays consistent"):
+a window is a set of symbols × a range of sessions (stock_assets/window.py), and every layer
+replaces only the window's symbols' rows in the window's sessions."""
 
+import dataclasses
 import datetime as dt
+import json
 
+import dagster as dg
+import duckdb
 import pyarrow as pa
+import pytest
 
+from stock_assets.cli import materialize_range
 from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import BAR_SCHEMA, conform
+from stock_assets_tests.conftest import defs_for, fixture_bytes
 
 D1, D2 = dt.date(2012, 1, 3), dt.date(2012, 1, 4)
 
@@ -21,7 +30,7 @@ def test_write_window_scoped_to_symbols_keeps_other_symbols_rows(tmp_path):
     storage = LakeStorage(str(tmp_path / "lake"))
     delta.write_window(storage, "lake/prices", bars(["AAPL", "MSFT"], [D1, D2], 1.0), [D1, D2])
     # A window of IBM alone: a row of AAPL handed over by mistake is not written either.
-    version, written = delta.write_window(storage, "lake/prices", bars(["IBM", "AAPL"], [D1, D2], 2.0), [D1, D2], symbols=["IBM"])
+    _, written = delta.write_window(storage, "lake/prices", bars(["IBM", "AAPL"], [D1, D2], 2.0), [D1, D2], symbols=["IBM"])
     assert set(written["symbol"].to_pylist()) == {"IBM"}
     rows = delta.read_window(storage, "lake/prices", [D1, D2]).to_pylist()
     assert {(r["symbol"], r["close"]) for r in rows} == {("AAPL", 1.0), ("MSFT", 1.0), ("IBM", 2.0)}
@@ -31,3 +40,101 @@ def test_write_window_scoped_to_symbols_keeps_other_symbols_rows(tmp_path):
     # The unscoped window replaces every symbol's rows, as before.
     delta.write_window(storage, "lake/prices", bars(["AAPL"], [D1], 3.0), [D1, D2])
     assert delta.read_window(storage, "lake/prices", [D1, D2])["symbol"].to_pylist() == ["AAPL"]
+
+
+# --- the whole graph: a symbol added with --symbols, a symbol removed from the universe -------
+
+
+
+
+
+MSFT_2019 = fixture_bytes("alphavantage/time_series_daily_MSFT_compact_demo_2019_stockpoint.json")
+FIRST, LAST = "2019-06-24", "2019-06-28"
+LAKE_TABLES = ("lake/prices", "lake/deduped", "lake/indicators", "lake/dq_report")
+WAREHOUSE_TABLES = ("prices", "indicators", "dq_report")
+
+
+@pytest.fixture
+def alphavantage(settings, fake_api, monkeypatch):
+    """Alpha Vantage over HTTP (the loopback server), answering MSFT's recorded series for any symbol asked."""
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "SCOPE-KEY")
+    for symbol in ("MSFT", "IBM", "AAPL"):
+        fake_api.route("/query", MSFT_2019.replace(b'"MSFT"', f'"{symbol}"'.encode()), symbol=symbol)
+
+    def universe(*symbols: str):
+        return dataclasses.replace(settings, provider="alphavantage", symbols=symbols, provider_base_url=fake_api.url,
+                                   requests_per_minute=6000, http_retries=1, http_backoff_seconds=0.01)  # fmt: skip
+
+    return universe
+
+
+def lake_rows(settings, prefix: str, keep) -> list[dict]:
+    """A lake table's rows that `keep` (a row -> bool) keeps, in one order, every column (ingested_at too)."""
+    storage = LakeStorage(settings.lake_url)
+    table = delta.read_window(storage, prefix, [dt.date(2019, 1, 2) + dt.timedelta(days=d) for d in range(365)], schema=None)
+    rows = [r for r in table.to_pylist() if keep(r)]
+    return sorted(rows, key=lambda r: tuple(str(v) for v in r.values()))
+
+
+def warehouse_rows(settings, table: str, where: str) -> list[tuple]:
+    with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY ALL").fetchall()
+
+
+def snapshot(settings, not_symbol: str) -> dict:
+    """Every layer's rows but `not_symbol`'s (dq_report: the universe's window's rows), and raw/ and landing/ files with their bytes."""
+    def others(row: dict) -> bool:
+        return row["symbol"] != not_symbol if "symbol" in row else row.get("scope") in (None, "universe")
+
+    state = {prefix: lake_rows(settings, prefix, others) for prefix in LAKE_TABLES}
+    for table in WAREHOUSE_TABLES:
+        where = "scope IS NULL OR scope = 'universe'" if table == "dq_report" else f"symbol <> '{not_symbol}'"
+        state[table] = warehouse_rows(settings, table, where)
+    storage = LakeStorage(settings.lake_url)
+    state["files"] = {p: storage.read_bytes(p) for top in ("raw", "landing") for p in storage.list_files(top) if f"__{not_symbol}__" not in p}
+    return state
+
+
+def test_a_symbol_added_with_symbols_then_one_removed_from_the_universe(alphavantage, fake_api, instance):
+    """AAPL joins with a window scoped to it: every other symbol's rows stay identical in every
+    layer, ingested_at included, and only AAPL is asked for. Its series lacks the window's last
+    two sessions: completeness names AAPL there, judged on the window's symbols only. Then IBM
+    leaves the universe: a window of the new universe neither fetches, expects nor deletes it."""
+    assert materialize_range(defs_for(alphavantage("MSFT", "IBM")), FIRST, LAST, instance).success
+    before = snapshot(alphavantage("MSFT", "IBM"), "AAPL")
+    assert all(before[t] for t in (*LAKE_TABLES, *WAREHOUSE_TABLES)), "every layer holds rows to compare"
+    asked = len(fake_api.requests)
+
+    series = json.loads(MSFT_2019)
+    series["Time Series (Daily)"] = {d: b for d, b in series["Time Series (Daily)"].items() if d <= "2019-06-26"}
+    fake_api.route("/query", json.dumps(series).replace('"MSFT"', '"AAPL"').encode(), symbol="AAPL")
+    settings = alphavantage("MSFT", "IBM", "AAPL")
+    result = materialize_range(defs_for(settings), FIRST, LAST, instance, symbols=("AAPL",))
+    assert result.success
+    assert [r.query["symbol"] for r in fake_api.requests[asked:]] == ["AAPL"]  # one request, for the new symbol only
+    after = snapshot(settings, "AAPL")
+    for layer in before:
+        kept = {f: after[layer].get(f) for f in before[layer]} if layer == "files" else after[layer]  # new files are AAPL's
+        assert kept == before[layer], f"{layer}: another symbol's rows changed"
+    new = [b for f, b in after["files"].items() if f not in before["files"]]
+    assert new and all(b"MSFT" not in b and b"IBM" not in b for b in new)  # AAPL's own raw and landing files
+    assert len(warehouse_rows(settings, "prices", "symbol = 'AAPL'")) == len(warehouse_rows(settings, "indicators", "symbol = 'AAPL'")) == 3
+    [complete] = [e for e in result.get_asset_check_evaluations() if e.check_name == "prices_complete"]
+    assert not complete.passed and complete.severity == dg.AssetCheckSeverity.WARN  # AAPL trades in the window: a gap, not an outage
+    missing = " ".join(r[7] for r in warehouse_rows(settings, "dq_report", "check_name = 'prices_complete' AND scope = 'AAPL'"))
+    assert "AAPL@2019-06-27" in missing and "AAPL@2019-06-28" in missing and "MSFT" not in missing and "IBM" not in missing
+
+    # IBM leaves the universe; the same window runs again for MSFT and AAPL (their payloads are reused from raw/).
+    ibm = {t: lake_rows(settings, t, lambda r: r.get("symbol") == "IBM") for t in ("lake/prices", "lake/deduped", "lake/indicators")}
+    ibm |= {t: warehouse_rows(settings, t, "symbol = 'IBM'") for t in ("prices", "indicators")}
+    assert all(ibm.values())
+    asked = len(fake_api.requests)
+    smaller = alphavantage("MSFT", "AAPL")
+    result = materialize_range(defs_for(smaller), FIRST, LAST, instance)
+    assert result.success
+    assert all(r.query["symbol"] != "IBM" for r in fake_api.requests[asked:])  # no longer fetched
+    for table, rows in ibm.items():
+        now = lake_rows(smaller, table, lambda r: r.get("symbol") == "IBM") if table.startswith("lake/") else warehouse_rows(smaller, table, "symbol = 'IBM'")
+        assert now == rows, f"{table}: IBM's history changed"
+    judged = " ".join(r[7] for r in warehouse_rows(smaller, "dq_report", "check_name = 'prices_complete' AND scope = 'universe'"))
+    assert "AAPL@2019-06-27" in judged and "IBM" not in judged  # no longer expected

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 from stock_assets.calendar import session_offset, sessions_between
 from stock_assets.defs.common import (
     partition_metadata,
+    run_window,
     session_partitioned,
     table_metadata,
     warehouse_kind,
@@ -22,6 +23,7 @@ from stock_assets.reports.resource import ReportsResource
 from stock_assets.settings import Settings
 from stock_assets.transforms.history import describe_sessions, stale_in_warehouse
 from stock_assets.transforms.indicators import LOOKBACK_SESSIONS, indicators_for_window
+from stock_assets.warehouse.ddl import window_sql
 from stock_assets.warehouse.io_manager import WarehouseResource, store_window
 
 REPORT_SESSIONS = 250  # the dashboard shows this many sessions, ending at the window's last
@@ -58,17 +60,18 @@ def build(settings: Settings) -> dg.Definitions:
 
         Loaded sessions up to 400 sessions after the window have the window in their lookback:
         they are recomputed in the same run, so the order in which windows load does not matter."""
-        sessions = window_sessions(context)
+        sessions, symbols = window_sessions(context), run_window(context, settings).symbols  # the window's symbols' indicators only
         store = warehouse.get()
         horizon = session_offset(sessions[-1], LOOKBACK_SESSIONS)
-        later = store.query("SELECT DISTINCT session FROM prices WHERE session > ? AND session <= ? ORDER BY session", [sessions[-1], horizon])
-        later = later["session"].to_pylist()
-        values, since = indicators_for_window(store, sessions[0], later[-1] if later else sessions[-1])
+        after = session_offset(sessions[-1], 1)
+        later = store.query(f"SELECT DISTINCT session FROM prices WHERE {window_sql(after, horizon, symbols)} ORDER BY session") if after > sessions[-1] else None
+        later = later["session"].to_pylist() if later is not None else []
+        values, since = indicators_for_window(store, sessions[0], later[-1] if later else sessions[-1], symbols=symbols)
         in_window = pc.less_equal(values["session"], pa.scalar(sessions[-1], pa.date32()))
         if later:
             storage = lake.storage()
             after = values.filter(pc.invert(in_window))
-            store_window(warehouse.get(lake=storage), storage, INDICATORS_STORAGE, after, sessions_between(later[0], later[-1]), context.run.run_id)
+            store_window(warehouse.get(lake=storage), storage, INDICATORS_STORAGE, after, sessions_between(later[0], later[-1]), context.run.run_id, symbols)
             context.log.info(f"indicators: recomputed {len(later)} loaded sessions after the window ({describe_sessions(later)}): their lookback includes it")
             for key, meta in partition_metadata(after, later).items():
                 context.log_event(dg.AssetMaterialization("indicators", partition=key, metadata=meta | {"recomputed_by_window": f"{sessions[0]}..{sessions[-1]}"}))

@@ -11,6 +11,7 @@ from dagster._core.execution.context.metadata_logging import AssetMetadataHandle
 from stock_assets.calendar import sessions_between
 from stock_assets.partitions import trading_sessions_partitions
 from stock_assets.settings import Settings, sessions_per_run
+from stock_assets.window import InvalidWindowError, Window, window_of
 
 
 def backfill_policy(settings: Settings) -> dg.BackfillPolicy:
@@ -42,12 +43,21 @@ def session_partitioned(settings: Settings) -> dict:
 
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")  # a run's sessions
+# A run's symbols: stock_assets.window.SYMBOLS_TAG (absent: the configured universe).
 PREVIEW_ROWS = 3
 PREVIEW_COLUMNS = ("symbol", "session", "interval", "open", "high", "low", "close", "volume", "check_name", "passed", "sma_20", "rsi_14")
 
 
 def window_sessions(context: dg.AssetExecutionContext) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
+
+
+def run_window(context: dg.AssetExecutionContext, settings: Settings) -> Window:
+    """The run's window: its sessions, and the symbols of its `stock_assets/symbols` tag or the universe."""
+    try:
+        return window_of(context.partition_keys, context.run.tags, settings.symbols)
+    except InvalidWindowError as err:
+        raise dg.Failure(f"{err} (not retried: fix the run's tag, then run again)", allow_retries=False) from None
 
 
 def _markdown(rows: list[dict]) -> str:

@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow as pa
 
 from stock_assets.calendar import session_offset
-from stock_assets.defs.common import RANGE_TAGS, lake_asset, table_metadata, window_sessions
+from stock_assets.defs.common import RANGE_TAGS, lake_asset, run_window, table_metadata, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
 from stock_assets.preflight import unreachable
@@ -102,10 +102,10 @@ def build(settings: Settings) -> dg.Definitions:
         answered with no bar for, and that has no bar on the session before in the lake, is not
         listed yet: it does not block.
         """
-        sessions = window_sessions(context)
+        sessions, symbols = window_sessions(context), run_window(context, settings).symbols  # only the window's symbols are fetched
         if not sessions:
             raise _no_window(context)
-        if not provider.symbols:
+        if not symbols:
             raise _stop("no symbol to fetch: set STOCK_ASSETS_SYMBOLS (e.g. AAPL,MSFT)")
         if problem := unreachable(warehouse.get(), warehouse.url, lake.storage(), lake.url, provider.budget()):
             raise _stop(problem)
@@ -119,10 +119,10 @@ def build(settings: Settings) -> dg.Definitions:
             started = context.instance.get_run_stats(context.run.run_id).start_time if config.refetch else 0.0
             since = dt.datetime.fromtimestamp(started, dt.UTC) if started is not None else dt.datetime.max.replace(tzinfo=dt.UTC)
             stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)
-            kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in provider.symbols and p.ingested_at >= since]
+            kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in symbols and p.ingested_at >= since]
         have = {p.symbol for p in kept}
-        result = client.fetch([s for s in provider.symbols if s not in have], sessions, provider.interval)
-        window = f"{sessions[0]}..{sessions[-1]}"
+        result = client.fetch([s for s in symbols if s not in have], sessions, provider.interval)
+        window = str(run_window(context, settings))  # its symbols named when the run scopes them
         failures, unlisted = dict(result.failures), {}
         before, traded = _listed_before(lake, settings, sessions, result.no_bars)
         for symbol in sorted(result.no_bars):
@@ -199,7 +199,7 @@ def build(settings: Settings) -> dg.Definitions:
                 "set_aside": dg.MetadataValue.md("\n".join(f"- {r.num_rows} {REASONS[why]}: {sample_keys(r)}" for why, r in sorted_out.set_aside.items()) or "none"),
             },
         )  # the IO manager writes the landing files and their records here
-        written = layout.landing_record_rows(storage, sessions)
+        written = layout.landing_record_rows(storage, sessions, run_window(context, settings).symbols)
         accounted = written + counts["set_aside"] + counts["outside_window"]
         yield dg.AssetCheckResult(
             check_name="landing_bars_accounted",

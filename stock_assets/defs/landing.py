@@ -15,7 +15,7 @@ import dagster as dg
 from stock_assets import clock
 from stock_assets.calendar import nyse_calendar
 from stock_assets.defs.common import RANGE_TAGS
-from stock_assets.lake.io_manager import LakeResource
+from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
 from stock_assets.lake.landing_drop import INCOMING, land_dropped_file
 from stock_assets.settings import Settings
 
@@ -54,7 +54,8 @@ def build(settings: Settings) -> dg.Definitions:
     def land_dropped_file_op(context: dg.OpExecutionContext, lake: LakeResource) -> dg.Output[None]:
         """Land the file the run is for; its sessions go on the run's tags for landed_files_sensor."""
         storage, key = lake.storage(), context.run.tags[FILE_TAG]
-        outcome = land_dropped_file(storage, key, valid_sessions(settings.start), dt.datetime.now(dt.UTC))
+        with stop_when_disk_full():
+            outcome = land_dropped_file(storage, key, valid_sessions(settings.start), dt.datetime.now(dt.UTC))
         set_aside = ", ".join(storage.uri(p) for p in outcome.quarantined[::2]) or "none"
         if outcome.error:
             raise dg.Failure(

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from stock_assets.calendar import nyse_calendar, session_offset
-from stock_assets.defs.common import session_partitioned, table_metadata, warehouse_kind, window_sessions
+from stock_assets.defs.common import run_window, session_partitioned, table_metadata, warehouse_kind, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.providers.resource import ProviderResource
@@ -33,7 +33,7 @@ from stock_assets.transforms.quality_window import (
     rows_per_session,
 )
 
-COMPLETE = ("Every symbol of the universe has a bar in every session of the window. Blocking (ERROR) only for a symbol with no bar "
+COMPLETE = ("Every symbol of the window (the universe, or the run's stock_assets/symbols) has a bar in every session of the window. Blocking (ERROR) only for a symbol with no bar "
             "in the whole window that has one on the session before and none set aside: an outage, not a listing to come.")
 LAKE_DUPLICATES = Rule("lake_duplicate_keys", "Bars landed more than once (resolved by dedup, latest ingestion wins).", "WARN", duplicate_key)
 CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)] + [
@@ -95,19 +95,20 @@ def build(settings: Settings) -> dg.Definitions:
         lake_parquet: pa.Table, deduped_prices: pa.Table,
     ):
         """One row per (session, check): passed, severity, failing-row count, sample of failing keys."""
-        sessions = window_sessions(context)
+        sessions, window = window_sessions(context), run_window(context, settings)  # judged on the window's symbols
         storage, threshold = lake.storage(), config.jump_threshold or settings.dq_jump_threshold
         before = session_offset(sessions[0], -1, floor=settings.start)
-        previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [])
-        landing = layout.inspect_landing(storage, sessions)
+        previous = layout.read_sessions(storage, "lake/deduped", [before] if before < sessions[0] else [], symbols=window.symbols)
+        landing = layout.inspect_landing(storage, sessions, window.symbols)
         for uri, why in landing[1].items():
             context.log.error(f"landing file {uri}: {why}")
         quarantined = quarantined_symbols(storage, sessions)
-        report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, provider.symbols, threshold, quarantined)
-        absent = absent_symbols(deduped_prices, provider.symbols, set(previous["symbol"].to_pylist()), quarantined)
+        report = evaluate_window(lake_parquet, landing, deduped_prices, previous, sessions, window.symbols, threshold, quarantined)
+        absent = absent_symbols(deduped_prices, window.symbols, set(previous["symbol"].to_pylist()), quarantined)
         n = report.num_rows
         report = report.set_column(8, "run_id", constant(context.run.run_id, pa.string(), n))
         report = report.set_column(9, "checked_at", constant(dt.datetime.now(dt.UTC), DQ_SCHEMA.field("checked_at").type, n))
+        report = report.set_column(10, "scope", constant(window.scope, pa.string(), n))
         failed = report.filter(pc.invert(report["passed"]))
         yield dg.Output(
             report,

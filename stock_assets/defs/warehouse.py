@@ -6,10 +6,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.calendar import closed_sessions
-from stock_assets.defs.common import session_partitioned, table_metadata, warehouse_kind, window_sessions
+from stock_assets.defs.common import run_window, session_partitioned, table_metadata, warehouse_kind, window_sessions
 from stock_assets.settings import Settings
 from stock_assets.transforms.history import describe_gaps, history_gaps
 from stock_assets.transforms.quality_window import reconcile, rows_per_session
+from stock_assets.warehouse.ddl import window_sql
 from stock_assets.warehouse.io_manager import WarehouseResource
 
 
@@ -32,8 +33,8 @@ def build(settings: Settings) -> dg.Definitions:
         """Deduped bars in the warehouse table `prices`; a re-run replaces its sessions in one transaction."""
         sessions = window_sessions(context)
         yield dg.Output(deduped_prices, metadata=table_metadata(context, deduped_prices, sessions))  # the IO manager loads it here
-        loaded = warehouse.get().query(
-            "SELECT session, count(*) AS n FROM prices WHERE session BETWEEN ? AND ? GROUP BY session", [sessions[0], sessions[-1]]
+        loaded = warehouse.get().query(  # the window's symbols' rows: other symbols' are not this window's
+            f"SELECT session, count(*) AS n FROM prices WHERE {window_sql(sessions[0], sessions[-1], run_window(context, settings).symbols)} GROUP BY session"
         )
         got = dict(zip(loaded["session"].to_pylist(), loaded["n"].to_pylist()))
         rows = reconcile("warehouse_rows_reconcile", "redshift_table", sessions, rows_per_session(deduped_prices), got, ("deduped rows", "warehouse rows"))

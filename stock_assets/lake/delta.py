@@ -19,13 +19,14 @@ tables (delta-rs: no JVM, Arrow in and out), on a local folder or S3 with the sa
 
 import datetime as dt
 import os
+import re
 import uuid
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Field, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
@@ -106,6 +107,19 @@ def in_window(table: pa.Table, sessions: list[dt.date], symbols: list[str] | tup
     return rows if symbols is None else tables.only(rows, pc.is_in(rows["symbol"], value_set=pa.array(sorted(set(symbols)), pa.string())))
 
 
+def _scope_predicate(storage: LakeStorage, prefix: str, scope: str | None) -> str:
+    """` AND (scope = '…')` (the universe's also takes rows from before scopes: NULL); the column is
+    added to a table written before it, so that the predicate can name it."""
+    if scope is None:
+        return ""
+    if not re.fullmatch(r"[A-Za-z0-9.,\-]+", scope):
+        raise ValueError(f"invalid window scope {scope!r}")
+    existing = open_table(storage, prefix)
+    if existing is not None and "scope" not in existing.schema().to_arrow().names:
+        existing.alter.add_columns([Field("scope", "string", nullable=True)])
+    return f" AND (scope = '{scope}'" + (" OR scope IS NULL)" if scope == "universe" else ")")
+
+
 def symbol_predicate(symbols: list[str] | tuple[str, ...] | None) -> str:
     """` AND symbol IN ('A', 'B')` for a window scoped to symbols (validated: letters, digits, '.', '-'), else ''."""
     if symbols is None:
@@ -124,14 +138,15 @@ def sort_rows(table: pa.Table) -> pa.Table:
 # is tried again from the new version: a window replace is idempotent.
 @retry(retry=retry_if_exception_type(CommitFailedError), stop=stop_after_attempt(8), wait=wait_random(0.05, 0.5), reraise=True)
 def write_window(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date],
-                 symbols: list[str] | tuple[str, ...] | None = None) -> tuple[int, pa.Table]:  # fmt: skip
+                 symbols: list[str] | tuple[str, ...] | None = None, scope: str | None = None) -> tuple[int, pa.Table]:  # fmt: skip
     """Make the table hold exactly `table`'s rows for sessions first..last (and, when given, only
-    `symbols`' rows: other symbols' rows stay as they are), in one commit; returns the new version
-    and the rows written, as read_window returns them. Rows outside the window are not written
-    (as a window replace, nothing else of the table may change)."""
+    `symbols`' rows: other symbols' rows stay as they are; or, for a table without a symbol
+    column (dq_report), only the rows of its `scope` column's value), in one commit; returns the
+    new version and the rows written, as read_window returns them. Rows outside the window are
+    not written (as a window replace, nothing else of the table may change)."""
     first, last, token = min(sessions), max(sessions), uuid.uuid4().hex
     rows = sort_rows(in_window(table, sessions, symbols))
-    predicate = f"session >= '{first}' AND session <= '{last}'" + symbol_predicate(symbols)
+    predicate = f"session >= '{first}' AND session <= '{last}'" + symbol_predicate(symbols) + _scope_predicate(storage, prefix, scope)
     data = rows.append_column(PARTITION, partition_of(rows["session"]))
     # Streamed in batches: measured on 1.26 M indicator rows, 25 % faster than handing over the
     # table and 200 MiB less memory at the peak.

@@ -23,6 +23,7 @@ from pydantic import PrivateAttr
 from stock_assets.full_disk import DiskFullError
 from stock_assets.lake import layout
 from stock_assets.lake.storage import LakeStorage
+from stock_assets.window import SYMBOLS_TAG, window_of
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -50,6 +51,22 @@ def _sessions(context: dg.InputContext | dg.OutputContext) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in context.asset_partition_keys]
 
 
+def window_symbols(context: dg.InputContext | dg.OutputContext, universe: list[str]) -> tuple[str, ...] | None:
+    """The run's window's symbols (stock_assets.window): its tag, else `universe`; None (every
+    symbol) when neither is known (an IO manager built without the universe)."""
+    step = getattr(context, "_step_context", None)  # absent in a context built by hand (tests)
+    tags = step.run_tags if step is not None else {}
+    if SYMBOLS_TAG not in tags and not universe:
+        return None
+    return window_of([], tags, universe).symbols
+
+
+def window_scope(context: dg.InputContext | dg.OutputContext) -> str:
+    """The run's window's scope (stock_assets.window.Window.scope): 'universe' or its symbols."""
+    step = getattr(context, "_step_context", None)
+    return window_of([], step.run_tags if step is not None else {}, ()).scope
+
+
 class Handoff:
     """The windows a run's lake IO manager hands on: (lake path, first, last) -> (files written,
     the window as a read returns it). At most `max_bytes` in all, the oldest dropped first: in
@@ -74,41 +91,43 @@ class Handoff:
         return table
 
 
-def store_window(handoff: Handoff, storage: LakeStorage, where: str, obj, sessions: list[dt.date]) -> list[str]:
-    """Write an asset's window where `where` says; landing and Parquet windows are handed on too."""
+def store_window(handoff: Handoff, storage: LakeStorage, where: str, obj, sessions: list[dt.date], symbols=None) -> list[str]:
+    """Write an asset's window (of `symbols` only, when given) where `where` says; landing and
+    Parquet windows are handed on too."""
     if where == "raw":
-        return layout.write_raw(storage, obj, sessions[0], sessions[-1])
+        return layout.write_raw(storage, obj, sessions[0], sessions[-1], symbols)
     if where == "landing":
-        paths, kept = layout.write_landing_and_keep(storage, obj, sessions)
+        paths, kept = layout.write_landing_and_keep(storage, obj, sessions, symbols)
     else:
-        paths, kept = layout.write_and_keep(storage, where, obj, sessions)
+        paths, kept = layout.write_and_keep(storage, where, obj, sessions, symbols)
     handoff.put(where, sessions, paths, kept)
     return paths
 
 
-def load_window(handoff: Handoff, storage: LakeStorage, where: str, sessions: list[dt.date]):
-    """An input's window: handed on when the run holds it, else read from the lake."""
+def load_window(handoff: Handoff, storage: LakeStorage, where: str, sessions: list[dt.date], symbols=None):
+    """An input's window (of `symbols` only, when given): handed on when the run holds it, else read from the lake."""
     if where == "raw":
-        return layout.read_raw(storage, sessions[0], sessions[-1])
+        return layout.read_raw(storage, sessions[0], sessions[-1], symbols=symbols)
     if (handed := handoff.get(where, sessions, storage)) is not None:
         return handed
     if where == "landing":
-        return layout.read_landing(storage, sessions)
-    return layout.read_sessions(storage, where, sessions)
+        return layout.read_landing(storage, sessions, symbols)
+    return layout.read_sessions(storage, where, sessions, symbols=symbols)
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
     lake: LakeResource
+    universe: list[str] = []  # STOCK_ASSETS_SYMBOLS: a window's symbols unless its run names others
     _handoff: Handoff = PrivateAttr(default_factory=Handoff)
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         where = context.definition_metadata["lake_path"]
         storage = self.lake.storage()
         with stop_when_disk_full():
-            paths = store_window(self._handoff, storage, where, obj, _sessions(context))
+            paths = store_window(self._handoff, storage, where, obj, _sessions(context), window_symbols(context, self.universe))
         written = {"files_written": len(paths)} if where in ("raw", "landing") else {"delta_version": int(paths[0].rsplit("@v", 1)[1])}
         context.add_output_metadata(written | {"lake_location": dg.MetadataValue.path(storage.uri(where))})
 
     def load_input(self, context: dg.InputContext):
         where = context.upstream_output.definition_metadata["lake_path"]
-        return load_window(self._handoff, self.lake.storage(), where, _sessions(context))
+        return load_window(self._handoff, self.lake.storage(), where, _sessions(context), window_symbols(context, self.universe))

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import os
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from stock_assets import tables
-from stock_assets.lake import delta
+from stock_assets.lake import delta, landing_scope
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
@@ -60,15 +62,17 @@ def raw_name(p: RawPayload) -> str:
     return f"{p.provider}__{p.interval}__{p.symbol}__{stamp(p.ingested_at)}__{p.part}.{p.extension}"
 
 
-def write_raw(storage: LakeStorage, payloads: list[RawPayload], first: dt.date, last: dt.date) -> list[str]:
+def write_raw(storage: LakeStorage, payloads: list[RawPayload], first: dt.date, last: dt.date, symbols=None) -> list[str]:
+    """Keep the window's payloads; those the window fetched before are deleted (of `symbols`
+    only, when given: another symbol's payloads stay)."""
     folder = f"raw/{first}_{last}"
     written = [f"{folder}/{raw_name(p)}" for p in payloads]
     for path, p in zip(written, payloads):
         storage.write_bytes(path, p.body)
     fetched = {(p.provider, p.interval) for p in payloads}
     for old in set(storage.list_files(folder)) - set(written):
-        provider, interval, *_ = old.rsplit("/", 1)[1].split("__")
-        if (provider, interval) in fetched:
+        provider, interval, symbol, *_ = old.rsplit("/", 1)[1].split("__")
+        if (provider, interval) in fetched and (symbols is None or symbol in symbols):
             storage.delete(old)
     return written
 
@@ -80,16 +84,17 @@ def _payload_from_path(storage: LakeStorage, path: str, first: dt.date, last: dt
     return RawPayload(provider, symbol, interval, first, last, parse_stamp(moment), extension, storage.read_bytes(path), int(part))
 
 
-def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = False) -> list[RawPayload]:
+def read_raw(storage: LakeStorage, first: dt.date, last: dt.date, exact: bool = False, symbols=None) -> list[RawPayload]:
     """The payloads fetched for exactly this window, or else (unless `exact`) every window
-    overlapping it: a sub-range re-parses what a larger backfill fetched."""
+    overlapping it: a sub-range re-parses what a larger backfill fetched. Only `symbols`' when given."""
     windows = [f"{first}_{last}"] if exact or storage.list_files(f"raw/{first}_{last}") else [
         w for w in storage.list_dirs("raw") if w.split("_")[0] <= str(last) and w.split("_")[1] >= str(first)
     ]
     payloads = []
     for window in windows:
         a, b = (dt.date.fromisoformat(x) for x in window.split("_"))
-        payloads += [_payload_from_path(storage, p, a, b) for p in storage.list_files(f"raw/{window}")]
+        paths = [p for p in storage.list_files(f"raw/{window}") if symbols is None or p.rsplit("/", 1)[1].split("__")[2] in symbols]
+        payloads += [_payload_from_path(storage, p, a, b) for p in paths]
     return payloads
 
 
@@ -135,6 +140,7 @@ class _Landed:
     chunks: list
     rows: int
     latest: dt.datetime
+    symbols: dict[str, int]  # rows per symbol
 
 
 def _encode(table: pa.Table, order: np.ndarray | None, runs: list[tuple[dt.date, int, int]]) -> dict[dt.date, _Landed]:
@@ -144,14 +150,15 @@ def _encode(table: pa.Table, order: np.ndarray | None, runs: list[tuple[dt.date,
     rows = _rows(table, order, first, last)
     sessions = {session: rows.slice(s - first, e - s) for session, s, e in runs}
     latest = {session: pc.max(part["ingested_at"]).as_py() for session, part in sessions.items()}
+    counts = {session: {c["values"]: c["counts"] for c in pc.value_counts(part["symbol"]).to_pylist()} for session, part in sessions.items()}
     body = landing_csv_buffer(rows)
     ends = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
     if len(ends) != last - first + 1:  # a value holding a line break: encode session by session
-        return {session: _Landed([to_landing_csv(part)], part.num_rows, latest[session]) for session, part in sessions.items()}
+        return {session: _Landed([to_landing_csv(part)], part.num_rows, latest[session], counts[session]) for session, part in sessions.items()}
     view = memoryview(body)
     header = view[: ends[0] + 1]
     return {
-        session: _Landed([header, view[ends[s - first] + 1 : ends[e - first] + 1]], e - s, latest[session])
+        session: _Landed([header, view[ends[s - first] + 1 : ends[e - first] + 1]], e - s, latest[session], counts[session])
         for session, s, e in runs
     }
 
@@ -179,14 +186,23 @@ def _landing_bodies(table: pa.Table, order: np.ndarray | None, runs: list[tuple[
             yield ahead.popleft().result()
 
 
-def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, keep_prefix: str | None = None) -> None:
-    """Delete what `folder` holds but `keep` (and its landing record) and names starting with
-    `keep_prefix` (and their records)."""
-    kept = {keep, record_path(keep)} if keep else set()
-    for old in storage.list_files(folder):
-        name = old.rsplit("/", 1)[1]
-        if old not in kept and not (keep_prefix and name.lstrip("_").startswith(keep_prefix)):
+def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, symbols=None) -> set[str]:
+    """Delete what `folder` holds but `keep` (and its record) and files dropped by others (ext-*,
+    and their records); with `symbols`, of our files only those whose scope they cover whole
+    (landing_scope.py). Returns the symbols of `symbols` that files kept still hold."""
+    listing = storage.list_files(folder)
+    ours = [p for p in _csv_files(listing) if p != keep and not p.rsplit("/", 1)[1].startswith(landing_scope.EXTERNAL)]
+    survivors, left = set(), set()
+    for old in ours if symbols is not None else ():
+        scope = landing_scope.scope_and_age(storage, old, landing_scope.record_of(storage, record_path(old)))[0]
+        if not scope <= set(symbols):
+            survivors |= {old, record_path(old)}
+            left |= scope & set(symbols)
+    spared = survivors | ({keep, record_path(keep)} if keep else set())
+    for old in listing:
+        if old not in spared and not old.rsplit("/", 1)[1].lstrip("_").startswith(landing_scope.EXTERNAL):
             storage.delete(old)
+    return left
 
 
 def record_path(path: str) -> str:
@@ -194,17 +210,18 @@ def record_path(path: str) -> str:
     return f"{folder}/_{name}.json"
 
 
-def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: int, chunks: list) -> None:
+def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: int, chunks: list, symbols: dict[str, int] | None = None) -> None:
     """One landing CSV of one session (`rows` rows, as `chunks` of bytes), then the record of what
-    it holds (rows, bytes, SHA-256): the landing reconcile compares the file with it, so a file
-    truncated, emptied or edited later is found. Hidden name (`_`): readers of the folder skip it."""
+    it holds (rows, bytes, SHA-256, and the window's symbols' rows when scoped: landing_scope.py):
+    the landing reconcile compares the file with it, so a file truncated, emptied or edited later
+    is found. Hidden name (`_`): readers of the folder skip it."""
     storage.write_chunks(path, chunks)
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(chunk)
     size = sum(len(c) for c in chunks)
     record = {"rows": rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat(),
-              "sessions": {str(session): rows}}  # fmt: skip
+              "sessions": {str(session): rows}} | ({"symbols": symbols} if symbols is not None else {})  # fmt: skip
     storage.write_bytes(record_path(path), json.dumps(record).encode())
 
 
@@ -216,35 +233,45 @@ def quarantine(storage: LakeStorage, name: str, body: bytes, reason: str) -> lis
     return [data, note]
 
 
-def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> list[str]:
-    return write_landing_and_keep(storage, bars, sessions)[0]
+def write_landing(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date], symbols=None) -> list[str]:
+    return write_landing_and_keep(storage, bars, sessions, symbols)[0]
 
 
-def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
+def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[dt.date], symbols=None) -> tuple[list[str], pa.Table]:
     """write_landing, and the window's rows as read_landing will return them while the window's
     folders hold only these files: in the lake's order (symbol first) when `bars` came in it (a
     provider's payloads, symbol by symbol), so that the lake need not sort them back; else as
-    read_landing orders them (session by session)."""
+    read_landing orders them (session by session). With `symbols` (a window scoped to them) the
+    files hold their rows only, and other symbols' files stay (landing_scope.py)."""
     given, (table, order, runs, in_lake_order) = bars, _session_runs(bars)
     storage.clean_temporary()
     strays = sorted({session for session, *_ in runs} - set(sessions))
     if strays:  # the caller sets such bars aside first (landing_csv): none may vanish here
         raise ValueError(f"bars outside the landing window's sessions: {', '.join(map(str, strays[:5]))}")
+    others = sorted(set(pc.unique(bars["symbol"]).to_pylist()) - set(symbols)) if symbols is not None and bars.num_rows else []
+    if others:
+        raise ValueError(f"bars of symbols outside the landing window's ({','.join(sorted(symbols))}): {', '.join(map(str, others[:5]))}")
+    suffix = landing_scope.scope_suffix(symbols)
 
     def write(item: tuple[dt.date, _Landed | None]) -> str | None:
         session, landed = item
         path = None
         if landed is not None:
-            path = f"landing/{session}/{stamp(landed.latest)}.csv"
-            write_landing_file(storage, path, session, landed.rows, landed.chunks)
+            path = f"landing/{session}/{stamp(landed.latest)}{suffix}.csv"
+            scope = None if symbols is None else dict.fromkeys(sorted(set(symbols)), 0) | landed.symbols
+            write_landing_file(storage, path, session, landed.rows, landed.chunks, scope)
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
-        _replace_folder(storage, f"landing/{session}", keep=path, keep_prefix="ext-")
+        if _replace_folder(storage, f"landing/{session}", keep=path, symbols=symbols) and path is None:
+            # Older files still hold the window's symbols' rows: an empty file of its scope replaces them.
+            path = f"landing/{session}/{stamp(dt.datetime.now(dt.UTC))}{suffix}.csv"
+            write_landing_file(storage, path, session, 0, [to_landing_csv(BAR_SCHEMA.empty_table())], dict.fromkeys(sorted(set(symbols)), 0))
         return path
 
     written = {}
     for landed in _landing_bodies(table, order, runs):
         written |= dict(zip(landed, storage.map(write, landed.items())))
-    storage.map(write, [(session, None) for session in sessions if session not in written])
+    empty = [s for s in sessions if s not in written]
+    written |= {s: p for s, p in zip(empty, storage.map(write, [(s, None) for s in empty])) if p}
     paths = [written[s] for s in sessions if s in written]
     if in_lake_order:
         return paths, conform(given.combine_chunks())  # one chunk, as a sort would leave it: later steps are faster on it
@@ -268,14 +295,15 @@ def landing_files(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
     return _csv_files(_landing_listing(storage, sessions))
 
 
-def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
-    """The window's landing rows. A file that cannot be read moves to quarantine/ with its reason
+def read_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None) -> pa.Table:
+    """The window's landing rows (`symbols`' only, when given; each symbol's from the files that
+    supply it: landing_scope.py). A file that cannot be read moves to quarantine/ with its reason
     instead of failing every run that covers it; the landing record of one of ours stays, so
     `landing_files_intact` names it until a re-run of the window lands it again."""
 
     def read(path: str) -> pa.Table | None:
         name = path.rsplit("/", 1)[1].removesuffix(".csv")
-        moment = parse_stamp(name) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
+        moment = parse_stamp(name.split("-", 1)[0]) if name[:8].isdigit() else dt.datetime.now(dt.UTC)
         body = storage.read_bytes(path)
         try:
             return from_landing_csv(body, source="landing", ingested_at=moment, name=storage.uri(path))
@@ -288,15 +316,40 @@ def read_landing(storage: LakeStorage, sessions: list[dt.date]) -> pa.Table:
             log.warning("%s: %s; moved to quarantine/landing/", storage.uri(path), err)
             return None
 
-    tables = [t for t in storage.map(read, landing_files(storage, sessions), cpu=True) if t is not None]
+    files = landing_files(storage, sessions)
+    read_files = {p: t for p, t in zip(files, storage.map(read, files, cpu=True)) if t is not None}
+    supply = _supply(storage, read_files, symbols, lambda p: set(pc.unique(read_files[p]["symbol"]).to_pylist()))
+    tables = [t if supply[p] is None else tables_only_symbols(t, supply[p]) for p, t in read_files.items()]
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
 
-def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict[dt.date, int], dict[str, str]]:
+def tables_only_symbols(table: pa.Table, symbols) -> pa.Table:
+    return tables.only(table, pc.is_in(table["symbol"], value_set=pa.array(sorted(symbols), pa.string())))
+
+
+def _supply(storage: LakeStorage, files, symbols, held) -> dict[str, set[str] | None]:
+    """The symbols each landing file supplies (None: all its rows): landing_scope.supplied, per
+    session folder; a folder with one file of ours needs no record read."""
+    folders: dict[str, list[str]] = {}
+    for path in files:
+        folders.setdefault(path.rsplit("/", 1)[0], []).append(path)
+    out = {}
+    for paths in folders.values():
+        ours = [p for p in paths if not p.rsplit("/", 1)[1].startswith(landing_scope.EXTERNAL)]
+        if len(ours) < 2:
+            out |= dict.fromkeys(paths, None if symbols is None else set(symbols))
+            continue
+        records = storage.map(lambda p: landing_scope.record_of(storage, record_path(p)), ours)
+        scopes = {p: landing_scope.scope_and_age(storage, p, r, None if r and "symbols" in r else held(p)) for p, r in zip(ours, records)}
+        out |= landing_scope.supplied(scopes | {p: (set(), "") for p in paths if p not in scopes}, symbols)
+    return out
+
+
+def inspect_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None) -> tuple[dict[dt.date, int], dict[str, str]]:
     """Rows in landing per session (as a file's record counted them when the file is the one recorded,
-    else by each row's date, parsing nothing else), and the files that
-    differ from their record ({uri: what differs}): truncated, emptied, edited, unreadable or
-    never recorded."""
+    else by each row's date, parsing nothing else; of the rows read_landing supplies, `symbols`'
+    only when given), and the files that differ from their record ({uri: what differs}):
+    truncated, emptied, edited, unreadable or never recorded."""
 
     def inspect(path: str) -> tuple[dict[str, int] | None, str | None]:
         body = storage.read_bytes(path)
@@ -326,32 +379,51 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date]) -> tuple[dict
         written = path.rsplit("/", 1)[0] + "/" + path.rsplit("/", 1)[1][1:].removesuffix(".json")
         if written not in paths:
             damaged[storage.uri(written)] = "recorded as written, but the file is gone (moved to quarantine/landing/ as unreadable?); re-run the window"
+    readable_files = [p for p, (counts, _) in zip(paths, found) if counts is not None]
+    supply = _supply(storage, readable_files, symbols, lambda p: landing_scope.symbols_in(storage.read_bytes(p)))
     rows: collections.Counter = collections.Counter()
-    for counts, _ in found:
-        rows.update(counts or {})
+    for path, (counts, why) in zip(paths, found):
+        if counts is not None:
+            rows.update(counts if supply[path] is None else _supplied_rows(storage, path, supply[path], None if why else counts))
     return {dt.date.fromisoformat(d): n for d, n in rows.items()}, damaged
 
 
-def landing_record_rows(storage: LakeStorage, sessions: list[dt.date]) -> int:
-    """Rows the records of the window's own landing files (not dropped ext-* ones) say were written."""
-    records = [record_path(p) for p in landing_files(storage, sessions) if not p.rsplit("/", 1)[1].startswith("ext-")]
+def _supplied_rows(storage: LakeStorage, path: str, supply: set[str], counts: dict[str, int] | None) -> dict[str, int]:
+    """Rows per session of `supply`'s symbols in a landing file: from its record when intact and
+    scoped (one session), else counted in its date and symbol columns."""
+    record = landing_scope.record_of(storage, record_path(path)) if counts is not None else None
+    if record and isinstance(record.get("symbols"), dict) and len(counts) <= 1:
+        return {session: sum(n for sym, n in record["symbols"].items() if sym in supply) for session in counts}
+    read = pacsv.ConvertOptions(include_columns=["date", "symbol"], column_types={"date": pa.date32(), "symbol": pa.string()})
+    rows = pacsv.read_csv(io.BytesIO(storage.read_bytes(path)), convert_options=read)
+    dates = rows.filter(pc.is_in(rows["symbol"], value_set=pa.array(sorted(supply), pa.string())))["date"]
+    return {str(c["values"]): c["counts"] for c in pc.value_counts(dates).to_pylist() if c["values"] is not None}
+
+
+def landing_record_rows(storage: LakeStorage, sessions: list[dt.date], symbols=None) -> int:
+    """Rows the records of the window's own landing files (not dropped ext-* ones; with `symbols`,
+    those of its scope: named by landing_scope.scope_suffix) say were written."""
+    suffix = landing_scope.scope_suffix(symbols)
+    records = [record_path(p) for p in landing_files(storage, sessions)
+               if not p.rsplit("/", 1)[1].startswith("ext-") and (symbols is None or p.endswith(f"{suffix}.csv"))]  # fmt: skip
     return sum(json.loads(storage.read_bytes(r))["rows"] for r in records)
 
 
 # --- typed layers: Delta tables (stock_assets.lake.delta) ---------------------------------
 
-def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> list[str]:
-    """Replace the window's sessions of the Delta table at `prefix` in one commit; [its URI@version]."""
-    version, _ = delta.write_window(storage, prefix, table, sessions)
+def write_sessions(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date], symbols=None, scope: str | None = None) -> list[str]:
+    """Replace the window's sessions (`symbols`' rows, or `scope`'s, when given: delta.write_window)
+    of the Delta table at `prefix` in one commit; [its URI@version]."""
+    version, _ = delta.write_window(storage, prefix, table, sessions, symbols, scope)
     return [f"{storage.uri(prefix)}@v{version}"]
 
 
-def write_and_keep(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date]) -> tuple[list[str], pa.Table]:
+def write_and_keep(storage: LakeStorage, prefix: str, table: pa.Table, sessions: list[dt.date], symbols=None) -> tuple[list[str], pa.Table]:
     """write_sessions, and the window as read_sessions will return it."""
-    version, rows = delta.write_window(storage, prefix, table, sessions)
+    version, rows = delta.write_window(storage, prefix, table, sessions, symbols)
     return [f"{storage.uri(prefix)}@v{version}"], conform(rows)
 
 
-def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA) -> pa.Table:
-    """The window's rows of the Delta table at `prefix`; `schema=None` keeps the table's own."""
-    return delta.read_window(storage, prefix, sessions, schema)
+def read_sessions(storage: LakeStorage, prefix: str, sessions: list[dt.date], schema: pa.Schema | None = BAR_SCHEMA, symbols=None) -> pa.Table:
+    """The window's rows (`symbols`' only, when given) of the Delta table at `prefix`; `schema=None` keeps the table's own."""
+    return delta.read_window(storage, prefix, sessions, schema, symbols=symbols)

@@ -26,6 +26,7 @@ import talib
 
 from stock_assets import tables
 from stock_assets.calendar import session_offset, session_positions
+from stock_assets.warehouse.ddl import window_sql
 
 LOOKBACK_SESSIONS = 400
 KEYS = ("symbol", "session", "ts", "interval")
@@ -110,15 +111,14 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
     return table.cast(INDICATOR_SCHEMA)
 
 
-def indicators_for_window(warehouse, first: dt.date, last: dt.date, lookback: int = LOOKBACK_SESSIONS) -> tuple[pa.Table, dt.date]:
-    """The indicators of sessions first..last, from the warehouse `prices` of those sessions and
-    the `lookback` sessions before: the cost is the same with 1 or 20 years of history behind.
-    Returns the rows and the first session read."""
+def indicators_for_window(warehouse, first: dt.date, last: dt.date, lookback: int = LOOKBACK_SESSIONS, symbols=None) -> tuple[pa.Table, dt.date]:
+    """The indicators of sessions first..last (of `symbols` only, when given), from the warehouse
+    `prices` of those sessions and the `lookback` sessions before: the cost is the same with 1 or
+    20 years of history behind. Returns the rows and the first session read."""
     since = session_offset(first, -lookback)
     bars = warehouse.query(
-        "SELECT symbol, session, ts, interval, high, low, close, adj_close FROM prices WHERE session BETWEEN ? AND ?"
-        " ORDER BY symbol, interval, ts",
-        [since, last],
+        f"SELECT symbol, session, ts, interval, high, low, close, adj_close FROM prices WHERE {window_sql(since, last, symbols)}"
+        " ORDER BY symbol, interval, ts"
     )
     values = compute_indicators(bars)
     return tables.only(values, pc.greater_equal(values["session"], pa.scalar(first, pa.date32()))), since

@@ -28,6 +28,7 @@ DQ_SCHEMA = pa.schema(
         "sample": pa.string(),
         "run_id": pa.string(),
         "checked_at": pa.timestamp("us", tz="UTC"),
+        "scope": pa.string(),  # whose rows were judged: 'universe', or a window's symbols (stock_assets.window)
     }
 )
 SAMPLE_SIZE = 5
@@ -52,6 +53,7 @@ def session_rows(
             "sample": [samples.get(s, "") for s in sessions],
             "run_id": pa.nulls(n, pa.string()),
             "checked_at": pa.nulls(n, pa.timestamp("us", tz="UTC")),
+            "scope": pa.nulls(n, pa.string()),
         },
         schema=DQ_SCHEMA,
     )

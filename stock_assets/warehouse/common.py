@@ -32,14 +32,17 @@ def load_error(table: str, first: dt.date, last: dt.date, why: str, secret: str 
     )
 
 
-def check_window(table: str, data: pa.Table, first: dt.date, last: dt.date) -> None:
-    """Rows outside the window would survive the next re-load of their own window as duplicates."""
+def check_window(table: str, data: pa.Table, first: dt.date, last: dt.date, symbols=None) -> None:
+    """Rows outside the window (its sessions, and its symbols when given) would survive the next
+    re-load of their own window as duplicates."""
     if "session" not in data.column_names:
         raise load_error(table, first, last, "the data has no `session` column")
     if data.num_rows:
         low, high = pc.min(data["session"]).as_py(), pc.max(data["session"]).as_py()
         if low is None or low < first or high > last:
             raise load_error(table, first, last, f"rows hold sessions {low}..{high}, outside the window")
+        if symbols is not None and (other := set(pc.unique(data["symbol"]).to_pylist()) - set(symbols)):
+            raise load_error(table, first, last, f"rows hold symbols {', '.join(sorted(other))}, outside the window's {', '.join(sorted(symbols))}")
 
 
 def redact_url(url: str) -> str:

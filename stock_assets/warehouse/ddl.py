@@ -6,15 +6,17 @@ PostgreSQL's session index, and the dashboard views that depend on the table.
 """
 
 import datetime as dt
+import re
 
 import pyarrow as pa
 
+from stock_assets.schema import validate_symbol
 from stock_assets.warehouse import views
 from stock_assets.warehouse.common import quote
 
 # Redshift VARCHAR(n) counts bytes and sizes query memory by n: short codes get 256,
 # free text gets the maximum.
-WIDE_TEXT = {"sample"}
+WIDE_TEXT = {"sample", "scope"}  # scope: a window's symbols as a comma list
 
 # The same SQL answers in all three engines; temporary tables live in other schemas (DuckDB:
 # another catalog).
@@ -76,8 +78,23 @@ def add_column_sql(table: str, field: pa.Field, dialect: str) -> str:
     return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(field.name)} {sql_type(field, dialect)}"
 
 
-def window_delete_sql(table: str, first: dt.date, last: dt.date) -> str:
-    return f"DELETE FROM {quote(table)} WHERE session BETWEEN DATE '{first}' AND DATE '{last}'"
+def window_sql(first: dt.date, last: dt.date, symbols=None, scope: str | None = None) -> str:
+    """The rows of a window: its sessions, and its symbols (or, for dq_report, its scope) when given.
+    Symbols are validated (letters, digits, '.', '-'), so they can be quoted as literals."""
+    where = f"session BETWEEN DATE '{first}' AND DATE '{last}'"
+    if symbols is not None:
+        if not symbols:
+            raise ValueError("a window scoped to symbols needs at least one symbol")
+        where += " AND symbol IN (" + ", ".join(f"'{validate_symbol(s)}'" for s in sorted(set(symbols))) + ")"
+    if scope is not None:
+        if not re.fullmatch(r"[A-Za-z0-9.,\-]+", scope):
+            raise ValueError(f"invalid window scope {scope!r}")
+        where += f" AND (scope = '{scope}'" + (" OR scope IS NULL)" if scope == "universe" else ")")
+    return where
+
+
+def window_delete_sql(table: str, first: dt.date, last: dt.date, symbols=None, scope: str | None = None) -> str:
+    return f"DELETE FROM {quote(table)} WHERE {window_sql(first, last, symbols, scope)}"
 
 
 def read_catalog(rows: list[tuple[str, str, str]]) -> tuple[dict[str, list[str]], set[str]]:

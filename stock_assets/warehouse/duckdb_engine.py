@@ -86,14 +86,16 @@ class DuckDBWarehouse:
                 con.execute(statement)
             con.execute("COMMIT")
 
-    def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None = None) -> int:
-        """Make `table` hold exactly `data` for sessions first..last; returns rows inserted."""
-        check_window(table, data, first, last)
+    def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None = None,
+                       symbols: list[str] | None = None, scope: str | None = None) -> int:  # fmt: skip
+        """Make `table` hold exactly `data` for sessions first..last (of `symbols`, or of `scope`
+        for a table without symbols, when given: ddl.window_sql); returns rows inserted."""
+        check_window(table, data, first, last, symbols)
         with self.connect() as con:
             try:
                 self._ensure(con, table, data.schema)
                 con.execute("BEGIN TRANSACTION")
-                con.execute(window_delete_sql(table, first, last))
+                con.execute(window_delete_sql(table, first, last, symbols, scope))
                 con.register("incoming", data)
                 con.execute(LOAD_SETTINGS)
                 con.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM incoming")

@@ -49,7 +49,7 @@ from stock_assets.warehouse.common import (
     redact,
     redact_url,
 )
-from stock_assets.warehouse.ddl import CATALOG_SQL, column_ddl, plan_ddl, window_delete_sql
+from stock_assets.warehouse.ddl import CATALOG_SQL, column_ddl, plan_ddl, window_delete_sql, window_sql
 
 # Result column types by PostgreSQL type OID; anything else is left to Arrow to infer.
 ARROW_TYPES = {
@@ -218,7 +218,7 @@ class PostgresWarehouse:
                 cur.execute(statement)
         con.commit()
 
-    def _stage(self, cur, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None) -> str:
+    def _stage(self, cur, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None, window: str | None = None) -> str:
         """Fill a temporary table shaped like `data` with it; returns the INSERT that moves it over.
 
         Shaped like the data, not the target, so the COPY always matches and type mismatches
@@ -229,18 +229,20 @@ class PostgresWarehouse:
         cur.adbc_ingest(f"{table}_stage", data.to_reader(max_chunksize=COPY_BATCH_ROWS), mode="append", temporary=True)
         return f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM {stage}"
 
-    def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None = None) -> int:
-        """Make `table` hold exactly `data` for sessions first..last; returns rows inserted.
+    def replace_window(self, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None = None,
+                       symbols: list[str] | None = None, scope: str | None = None) -> int:  # fmt: skip
+        """Make `table` hold exactly `data` for sessions first..last (of `symbols`, or of `scope`
+        for a table without symbols, when given: ddl.window_sql); returns rows inserted.
 
         `lake_prefix`: the lake's Delta table that already holds these rows
         (only Redshift uses it: it loads from S3, not from this process)."""
-        check_window(table, data, first, last)
+        check_window(table, data, first, last, symbols)
         con = self.load_connection()
         try:
             self._ensure(con, table, data.schema)
             with con.cursor() as cur:
-                insert = self._stage(cur, table, data, first, last, lake_prefix)
-                cur.execute(window_delete_sql(table, first, last))
+                insert = self._stage(cur, table, data, first, last, lake_prefix, window_sql(first, last, symbols, scope))
+                cur.execute(window_delete_sql(table, first, last, symbols, scope))
                 cur.execute(insert)
                 if self.before_commit:
                     self.before_commit()

@@ -3,8 +3,8 @@
     CREATE TEMP TABLE <t>_stage (<the Parquet files' columns>)
     COPY <t>_stage FROM 's3://…/<first>_<last>.manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST
     check: rows per session of the window in staging = rows per session the asset returned
-    DELETE FROM <t> WHERE session BETWEEN …            (ddl.window_delete_sql, shared)
-    INSERT INTO <t> (…) SELECT … FROM <t>_stage WHERE session BETWEEN …
+    DELETE FROM <t> WHERE session BETWEEN … [AND symbol IN (…)]   (ddl.window_delete_sql, shared)
+    INSERT INTO <t> (…) SELECT … FROM <t>_stage WHERE session BETWEEN … [AND symbol IN (…)]
     COMMIT
 
 Which files:
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.warehouse.common import load_error, quote
-from stock_assets.warehouse.ddl import column_ddl
+from stock_assets.warehouse.ddl import column_ddl, window_sql
 from stock_assets.warehouse.postgres import PostgresWarehouse
 
 IAM_ROLE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
@@ -105,7 +105,7 @@ class RedshiftWarehouse(PostgresWarehouse):
     def _copy(self, cur, statement: str) -> None:  # the one statement PostgreSQL cannot stand in for
         cur.execute(statement)
 
-    def _stage(self, cur, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None) -> str:
+    def _stage(self, cur, table: str, data: pa.Table, first: dt.date, last: dt.date, lake_prefix: str | None, window: str | None = None) -> str:
         if self.lake is None or self.lake.is_local or not self.iam_role:
             raise load_error(table, first, last, "Redshift loads by COPY from S3: it needs an s3:// lake "
                              "(STOCK_ASSETS_LAKE_URL) and STOCK_ASSETS_REDSHIFT_IAM_ROLE")
@@ -118,7 +118,7 @@ class RedshiftWarehouse(PostgresWarehouse):
         create, copy = copy_statements(table, file_schema, manifest, self.iam_role)
         cur.execute(create)
         self._copy(cur, copy)
-        window = f"session BETWEEN '{first}' AND '{last}'"
+        window = window or window_sql(first, last)  # the files hold whole years of every symbol: the window's rows only
         cur.execute(f"SELECT session, count(*) FROM {quote(table + '_stage')} WHERE {window} GROUP BY 1 ORDER BY 1")
         staged, expected = dict(cur.fetchall()), dict(sessions_of(data))
         if differ := sorted(s for s in staged.keys() | expected.keys() if staged.get(s) != expected.get(s)):
