@@ -7,7 +7,6 @@ the run-failure alert. Once it succeeds, `landed_files_sensor` runs the sessions
 through the lake to the warehouse (`landing_to_lake_job`)."""
 
 import datetime as dt
-import hashlib
 import json
 
 import dagster as dg
@@ -16,7 +15,7 @@ from stock_assets import clock
 from stock_assets.calendar import nyse_calendar
 from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
-from stock_assets.lake.landing_drop import INCOMING, land_dropped_file
+from stock_assets.lake.landing_drop import INCOMING, file_digest, land_dropped_file
 from stock_assets.settings import Settings
 
 FILE_TAG, DIGEST_TAG = "stock_assets/landing_file", "stock_assets/landing_digest"
@@ -113,7 +112,7 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
         context.log.info(f"waiting for {len(waiting)} file(s) still being written (unchanged for {STABLE_SECONDS} s, or a {DONE_SUFFIX} marker): {', '.join(k for k, _ in waiting[:5])}")
     requests = []
     for key, stamp in todo[:FILES_PER_TICK]:
-        digest = hashlib.sha256(storage.read_bytes(key)).hexdigest()[:16]
+        digest = file_digest(storage, key)  # read a block at a time: a dropped file may be bigger than memory
         known = seen.get(key, [None, None, None])[2] == digest
         seen[key] = [*stamp, digest]
         if not known:  # touched, same bytes: nothing new
