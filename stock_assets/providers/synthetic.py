@@ -5,6 +5,13 @@ the symbol's name and indexed by the session's position since EPOCH, so any rang
 returns the bars of every other range that overlaps it. Prices are rounded to 4 decimals
 like a real feed, and OHLC are consistent by construction.
 
+Corporate actions, like a real feed's: a split every few years and, for most symbols, a
+quarterly cash dividend, from the symbol's name alone (`_actions`). Prices are the
+traded ones: a split of r divides them by r from its ex-date on (volume times r), a dividend D
+takes D off the price on its ex-date, and the walk goes on from there. Each bar says so in
+`split_coefficient` (r, else 1.0) and `dividend` (D, else 0.0), as Alpha Vantage's adjusted
+series does; `adj_close` is left empty: the pipeline derives it from the actions.
+
 Like a real feed, it knows what time it is: a session that has not opened has no bar, and a
 session in progress has a partial one (the day so far: open, the walk part of the way to the
 close, volume in proportion), fetched before the close, which `prices_final_bars` reports.
@@ -29,7 +36,9 @@ from stock_assets.settings import SYNTHETIC_FAULTS
 
 EPOCH = "1990-01-02"
 FAULTS = SYNTHETIC_FAULTS
-CSV_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "adj_close", "vwap", "trades"]
+CSV_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "adj_close", "vwap", "trades", "dividend", "split_coefficient"]
+SCHEDULE_SALT = 41  # chosen so that the default universe shows a split inside the simulated month (docs/providers.md)
+QUARTER = 63  # sessions between a symbol's ex-dividend dates
 
 
 def _seed(symbol: str) -> int:
@@ -55,6 +64,34 @@ def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
     return _walk(symbol, *_positions(sessions))
 
 
+def _actions(symbol: str, value: np.ndarray, p0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(price multiplier, shares multiplier, split coefficient, dividend) per session, for a walk
+    of the company's `value` per original share (first price `p0`), from the symbol's name alone.
+    Splits: every 3 to 5 years (the period and first date drawn per symbol), if the price has at
+    least doubled since `p0`, a split of r = its multiple of `p0` (2, 3 or 4), which brings it
+    back near `p0`. Dividends, for 4 symbols in 5: an ex-date every QUARTER sessions paying 0.2 to
+    0.8 % (drawn per symbol) of the previous close, rounded to the cent; none on a split's
+    ex-date. Each action depends on the sessions before it only, so any range agrees."""
+    n = len(value)
+    rng = np.random.default_rng([_seed(symbol), SCHEDULE_SALT])
+    period, first = int(rng.integers(756, 1260)), int(rng.integers(1, 1260))
+    pays, quarterly, offset = rng.random() < 0.8, 0.002 + 0.006 * rng.random(), int(rng.integers(1, QUARTER + 1))
+    coefficient, dividend = np.ones(n), np.zeros(n)
+    held = 1.0
+    for t in range(first, n, period):
+        ratio = min(4.0, float(np.floor(value[t - 1] / held / p0)))
+        if ratio >= 2:
+            coefficient[t], held = ratio, held * ratio
+    shares = np.cumprod(coefficient)
+    paid, left = np.ones(n), 1.0  # what each ex-date leaves of the previous close
+    for t in np.setdiff1d(np.arange(offset, n, QUARTER), np.flatnonzero(coefficient != 1)) if pays else ():
+        previous = value[t - 1] * left / shares[t - 1]  # each amount depends on what the earlier ones left
+        dividend[t] = round(quarterly * previous, 2)
+        paid[t] = 1 - dividend[t] / previous
+        left *= paid[t]
+    return np.cumprod(paid) / shares, shares, coefficient, dividend
+
+
 def _walk(symbol: str, idx: np.ndarray, dates: pd.Index) -> pd.DataFrame:
     n = idx.max() + 1
     rng = np.random.default_rng(_seed(symbol))
@@ -62,12 +99,13 @@ def _walk(symbol: str, idx: np.ndarray, dates: pd.Index) -> pd.DataFrame:
     shocks = rng.standard_normal((n, 4))  # row i belongs to session i, whatever n is
     log_close = np.log(p0) + np.cumsum(0.0002 + sigma * shocks[:, 0])
     close = np.exp(log_close)
+    price, shares, coefficient, dividend = _actions(symbol, close, p0)
     prev_close = np.concatenate([[p0], close[:-1]])
     open_ = prev_close * np.exp(0.3 * sigma * shocks[:, 1])
     high = np.maximum(open_, close) * np.exp(0.5 * sigma * np.abs(shocks[:, 2]))
     low = np.minimum(open_, close) * np.exp(-0.5 * sigma * np.abs(shocks[:, 3]))
-    volume = base_volume * np.exp(0.3 * shocks[:, 0] ** 2 + 0.2 * shocks[:, 3])
-    o, h, l, c = (np.round(x[idx], 4) for x in (open_, high, low, close))
+    volume = base_volume * np.exp(0.3 * shocks[:, 0] ** 2 + 0.2 * shocks[:, 3]) * shares
+    o, h, l, c = (np.round((x * price)[idx], 4) for x in (open_, high, low, close))
     v = np.round(volume[idx]).astype(np.int64)
     return pd.DataFrame(
         {
@@ -78,9 +116,11 @@ def _walk(symbol: str, idx: np.ndarray, dates: pd.Index) -> pd.DataFrame:
             "low": l,
             "close": c,
             "volume": v,
-            "adj_close": c,
+            "adj_close": np.nan,
             "vwap": np.round((h + l + c) / 3, 4),
             "trades": np.maximum(v // 120, 1),
+            "dividend": dividend[idx],
+            "split_coefficient": coefficient[idx],
         }
     )
 
@@ -138,7 +178,6 @@ def as_of(frame: pd.DataFrame, now: dt.datetime) -> tuple[pd.DataFrame, list[dt.
         o, c = frame.loc[rows, "open"], frame.loc[rows, "close"]
         close = np.round(o * (c / o) ** part, 4)
         frame.loc[rows, "close"] = close
-        frame.loc[rows, "adj_close"] = close
         frame.loc[rows, "high"] = np.round(np.maximum(np.minimum(frame.loc[rows, "high"], np.maximum(o, close) * (1 + 0.002 * part)), np.maximum(o, close)), 4)
         frame.loc[rows, "low"] = np.round(np.minimum(np.maximum(frame.loc[rows, "low"], np.minimum(o, close) * (1 - 0.002 * part)), np.minimum(o, close)), 4)
         frame.loc[rows, "volume"] = np.round(frame.loc[rows, "volume"] * part).astype(np.int64)
