@@ -48,7 +48,7 @@ def av_series(symbol: str) -> bytes:
 
 
 def requests_by_symbol(fake_api) -> dict[str, int]:
-    return dict(collections.Counter(r.query.get("symbol") or r.path.split("/")[4] for r in fake_api.requests))
+    return dict(collections.Counter(r.query.get("symbol") or r.query.get("ticker") or r.path.split("/")[4] for r in fake_api.requests))
 
 
 def step_events(result, step: str = "raw_prices") -> list[str]:
@@ -167,7 +167,7 @@ def test_polygon_an_empty_series_is_not_listed_yet_unless_it_traded_the_session_
 
     first = materialize_range(defs_for(settings), "2023-01-03", "2023-01-05", instance)
     assert first.success
-    assert requests_by_symbol(fake_api) == {"AAPL": 1, "NEWCO": 2}  # the empty answer is asked again once, then believed
+    assert requests_by_symbol(fake_api) == {"AAPL": 1 + 2, "NEWCO": 2}  # the empty answer is asked again once, then believed; AAPL's splits and dividends too
     assert step_events(first).count("STEP_UP_FOR_RETRY") == 0
     assert loaded(settings) == {"AAPL": 3} and latest(settings)["window"] == ["2023-01-03", "2023-01-05"]
 
@@ -193,7 +193,7 @@ def test_a_permanent_failure_of_one_symbol_fails_at_once_and_keeps_the_others(ht
     assert step_events(result).count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in step_events(result)
     text = failure_of(result)
     assert "IBM" in text and "PremiumEndpointError" in text and "not retried" in text
-    assert requests_by_symbol(fake_api) == {"AAPL": 1, "MSFT": 1, "IBM": 1}
+    assert requests_by_symbol(fake_api) == {"AAPL": 1 + 2, "MSFT": 1 + 2, "IBM": 1}  # bars, splits, dividends; IBM's bars refused
     assert raw_symbols(settings) == {"AAPL", "MSFT"} and latest(settings) is None and loaded(settings) == {}
 
 
@@ -217,11 +217,13 @@ def test_polygon_an_empty_last_page_ends_the_series_and_keeps_the_pages(http_set
     result = materialize_range(defs_for(settings), "2023-01-03", "2023-01-10", instance)
 
     assert result.success
-    assert [r.query.get("cursor") for r in fake_api.requests] == [None, "p2", "p3"]  # no retry spent on the empty page
+    assert [r.query.get("cursor") for r in fake_api.requests if r.path.startswith("/v2/")] == [None, "p2", "p3"]  # no retry spent on the empty page
+    assert [r.path for r in fake_api.requests[3:]] == ["/v3/reference/splits", "/v3/reference/dividends"]
     assert loaded(settings) == {"AAPL": 6} and latest(settings)["rows"] == 6
     assert step_events(result).count("STEP_START") == 1
     raw = settings.home / "lake" / "raw" / "2023-01-03_2023-01-10"
-    assert sorted(p.read_bytes() for p in raw.iterdir()) == sorted([first, second, empty])  # every page kept as received
+    assert sorted(p.read_bytes() for p in raw.glob("polygon__1d__*")) == sorted([first, second, empty])  # every page kept as received
+    assert len(list(raw.glob("polygon__splits__AAPL__*"))) == len(list(raw.glob("polygon__dividends__AAPL__*"))) == 1
     landing = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "landing_csv")
     assert landing.step_materialization_data.materialization.metadata["unparsed_payloads"].value == "none"  # the empty page is no bars
 

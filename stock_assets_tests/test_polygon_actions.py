@@ -2,12 +2,14 @@
 and dividends, over real HTTP to the loopback server; every page a counted request, kept in raw/
 byte for byte, parsed apart from the bars (fixtures built from the documented shapes, SOURCES.md)."""
 
+import dataclasses
 import datetime as dt
 import json
 
 import pyarrow as pa
 import pytest
 
+from stock_assets.cli import materialize_range
 from stock_assets.lake import layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.partitions import sessions_between
@@ -17,7 +19,7 @@ from stock_assets.providers.polygon import PolygonProvider
 from stock_assets.providers.polygon_format import parse_polygon_actions
 from stock_assets.providers.registry import parse_actions, parse_payload
 from stock_assets.transforms.actions import ACTIONS_SCHEMA
-from stock_assets_tests.conftest import fixture_bytes
+from stock_assets_tests.conftest import defs_for, fixture_bytes
 from stock_assets_tests.fake_api import Reply
 
 KEY = "SEKRIT-KEY-4711"
@@ -158,3 +160,20 @@ def test_a_dividend_without_type_or_currency_counts_as_regular_cash():
     assert rows(parse_polygon_actions(body, "XYZ", "dividends", SEEN)) == [("XYZ", "2024-03-14", "dividend", 0.25, "polygon", None)]
     empty = json.dumps({"status": "OK", "results": []}).encode()
     assert parse_polygon_actions(empty, "XYZ", "dividends", SEEN).num_rows == 0
+
+
+def test_a_rerun_keeps_the_actions_fetched_with_the_bars(settings, fake_api, instance, monkeypatch):
+    """raw_prices reuses what raw/ holds for the window: the actions pages as well as the bars."""
+    monkeypatch.setenv("POLYGON_API_KEY", KEY)
+    settings = dataclasses.replace(settings, provider="polygon", symbols=("AAPL",), provider_base_url=fake_api.url, requests_per_minute=6000, http_retries=0)
+    fake_api.route("/v2/aggs/ticker/AAPL/", AAPL)
+    fake_api.polygon_actions(SPLITS_2, DIVIDENDS, ticker="AAPL")
+    for run in ("first", "re-run"):
+        result = materialize_range(defs_for(settings), "2023-01-03", "2023-01-06", instance)
+        assert result.success, run
+        raw = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw_prices"]  # one a session
+        assert {e.step_materialization_data.materialization.metadata["payloads"].value for e in raw} == {3}, run  # bars, splits, dividends
+    assert len(fake_api.requests) == 3  # the re-run asked nothing
+    folder = settings.home / "lake" / "raw" / "2023-01-03_2023-01-06"
+    assert sorted(p.name.split("__")[1] for p in folder.iterdir()) == ["1d", "dividends", "splits"]
+    assert [p.read_bytes() for p in folder.glob("polygon__splits__*")] == [SPLITS_2]

@@ -93,8 +93,9 @@ def test_polygon_window_lands_with_exact_values(http_settings, fake_api, instanc
     got = prices(settings, "AAPL")
     assert [(r[6], *r[1:6]) for r in got] == expected and len(got) == 4
     assert [r[0] for r in got] == ["2023-01-03", "2023-01-04", "2023-01-05", "2023-01-06"]
-    [request] = fake_api.requests
-    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    request, *reference = fake_api.requests
+    assert request.query["adjusted"] == "false" and [r.path for r in reference] == ["/v3/reference/splits", "/v3/reference/dividends"]
+    assert all(r.headers["Authorization"] == f"Bearer {KEY}" for r in fake_api.requests)
     assert KEY not in run_text(instance, result)
 
 

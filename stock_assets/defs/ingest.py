@@ -10,7 +10,7 @@ from stock_assets.defs.common import RANGE_TAGS, lake_asset, run_window, table_m
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
 from stock_assets.preflight import unreachable
-from stock_assets.providers.base import RawPayload
+from stock_assets.providers.base import ACTION_KINDS, RawPayload
 from stock_assets.providers.errors import ProviderError
 from stock_assets.providers.registry import parse_payloads
 from stock_assets.providers.resource import MissingSettingError, ProviderResource
@@ -119,7 +119,7 @@ def build(settings: Settings) -> dg.Definitions:
             started = context.instance.get_run_stats(context.run.run_id).start_time if config.refetch else 0.0
             since = dt.datetime.fromtimestamp(started, dt.UTC) if started is not None else dt.datetime.max.replace(tzinfo=dt.UTC)
             stored = layout.read_raw(lake.storage(), sessions[0], sessions[-1], exact=True)
-            kept = [p for p in stored if (p.provider, p.interval) == (client.name, provider.interval) and p.symbol in symbols and p.ingested_at >= since]
+            kept = [p for p in stored if p.provider == client.name and p.interval in (provider.interval, *ACTION_KINDS) and p.symbol in symbols and p.ingested_at >= since]
         have = {p.symbol for p in kept}
         result = client.fetch([s for s in symbols if s not in have], sessions, provider.interval)
         window = str(run_window(context, settings))  # its symbols named when the run scopes them
