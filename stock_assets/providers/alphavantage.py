@@ -1,5 +1,7 @@
 """Alpha Vantage over HTTP: one request per symbol for a daily window (compact or full),
-one per month for intraday; throttle bodies (HTTP 200 with `Note`/`Information`) retried."""
+one per month for intraday; throttle bodies (HTTP 200 with `Note`/`Information`) retried.
+Daily adjusted (ALPHAVANTAGE_ADJUSTED) brings the corporate actions on the bars; intraday is
+always asked as traded (`adjusted=false`)."""
 
 import datetime as dt
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ def plan_requests(symbol: str, sessions: list[dt.date], interval: str, adjusted:
             "interval": interval,
             "month": str(month),
             "outputsize": "full",
-            "adjusted": "true" if adjusted else "false",
+            "adjusted": "false",  # traded prices: the intraday series is adjusted unless told not to, and carries no action
             "extended_hours": "false",
             "datatype": datatype,
         }
