@@ -17,6 +17,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from stock_assets.alerts import AlertsResource
 from stock_assets.defs import (
+    actions,
     alerts,
     analytics,
     ingest,
@@ -62,7 +63,7 @@ def resources_for(settings: Settings) -> dict:
     }
 
 
-MODULES = (ingest, lake, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, repair, alerts)
+MODULES = (ingest, lake, actions, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, repair, alerts)
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

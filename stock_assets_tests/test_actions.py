@@ -48,7 +48,10 @@ def test_actions_are_found_in_the_bars_with_their_factors():
     factors = with_factors(found, bars())
     # CRSP: the dividend's factor is 1 - 0.50 / 50 (the close of the session before its ex-date); the split's 1/2.
     assert factors["factor"].to_pylist() == [1 - 0.5 / 50, 0.5]
-    assert [describe_action(a) for a in factors.to_pylist()] == ["$0.5 dividend on 2020-08-26", "2:1 split on 2020-08-31"]
+    assert [describe_action(a) for a in factors.to_pylist()] == [
+        "$0.5 dividend on 2020-08-26",
+        "2:1 split on 2020-08-31",
+    ]
 
 
 def test_the_backward_cumulative_factor_matches_the_hand_computed_one():

@@ -164,7 +164,7 @@ def test_a_backfill_of_three_runs_says_what_it_does_as_it_goes(tmp_path):
     assert "2024-01-02 .. 2024-01-11 (8)" in runs[0] and re.search(r"\(5\), ~\d+ s left$", runs[2])
     first_run = lines[lines.index(runs[0]) : lines.index(runs[1])]
     steps = [line.split()[0] for line in first_run if line.endswith("started")]
-    assert steps[:4] == ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices"] and "dashboard" in steps
+    assert steps[:5] == ["raw_prices", "landing_csv", "lake_parquet", "corporate_actions", "deduped_prices"] and "dashboard" in steps
     assert any(re.fullmatch(r"\s+raw_prices\s+done, 2 payloads, \d+\.\d s", line) for line in first_run)
     assert any(re.fullmatch(r"\s+redshift_table\s+done, 16 rows, \d+\.\d s", line) for line in first_run)
     assert first_run.index(next(x for x in first_run if "raw_prices" in x and "done" in x)) < first_run.index(next(x for x in first_run if x.startswith("stock_assets: succeeded")))

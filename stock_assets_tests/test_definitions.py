@@ -1,4 +1,4 @@
-"""The code location as Dagster sees it: the nine assets, their partitions and the gate."""
+"""The code location as Dagster sees it: the ten assets, their partitions and the gate."""
 
 import dagster as dg
 
@@ -7,7 +7,7 @@ from stock_assets.partitions import trading_sessions_partitions
 
 defs = code_location()  # what Dagster loads, from the suite's environment
 
-ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices", "dashboard"]
+ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "corporate_actions", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices", "dashboard"]
 
 
 def test_the_seven_assets_are_wired_as_designed():
@@ -18,7 +18,8 @@ def test_the_seven_assets_are_wired_as_designed():
         "raw_prices": [],
         "landing_csv": ["raw_prices"],
         "lake_parquet": ["landing_csv"],
-        "deduped_prices": ["lake_parquet"],
+        "corporate_actions": ["lake_parquet"],
+        "deduped_prices": ["corporate_actions", "lake_parquet"],
         "dq_report": ["deduped_prices", "lake_parquet"],
         "redshift_table": ["deduped_prices", "dq_report"],
         "indicators": ["redshift_table"],

@@ -7,7 +7,10 @@ import pyarrow.compute as pc
 
 from stock_assets.calendar import closed_sessions
 from stock_assets.defs.common import run_window, session_partitioned, table_metadata, warehouse_kind, window_sessions
+from stock_assets.lake.io_manager import LakeResource
+from stock_assets.restatement import read_actions
 from stock_assets.settings import Settings
+from stock_assets.transforms.actions import adjust
 from stock_assets.transforms.history import describe_gaps, history_gaps
 from stock_assets.transforms.quality_window import reconcile, rows_per_session
 from stock_assets.warehouse.ddl import window_sql
@@ -29,10 +32,12 @@ def build(settings: Settings) -> dg.Definitions:
             dg.AssetCheckSpec("prices_no_history_gaps", asset="redshift_table", description="No symbol skips an NYSE session between its first and last loaded bar, over the whole warehouse."),
         ],
     )
-    def redshift_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, deduped_prices: pa.Table):
-        """Deduped bars in the warehouse table `prices`; a re-run replaces its sessions in one transaction."""
+    def redshift_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource, deduped_prices: pa.Table):
+        """Deduped bars in the warehouse table `prices`, with `adj_factor` (F: adj_close = close × F,
+        from corporate_actions); a re-run replaces its sessions in one transaction."""
         sessions = window_sessions(context)
-        yield dg.Output(deduped_prices, metadata=table_metadata(context, deduped_prices, sessions))  # the IO manager loads it here
+        loaded = adjust(deduped_prices, read_actions(lake.storage(), sorted(set(deduped_prices["symbol"].to_pylist()))))
+        yield dg.Output(loaded, metadata=table_metadata(context, loaded, sessions))  # the IO manager loads it here
         loaded = warehouse.get().query(  # the window's symbols' rows: other symbols' are not this window's
             f"SELECT session, count(*) AS n FROM prices WHERE {window_sql(sessions[0], sessions[-1], run_window(context, settings).symbols)} GROUP BY session"
         )

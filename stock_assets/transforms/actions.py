@@ -68,7 +68,12 @@ def merge_actions(known: pa.Table, new: pa.Table) -> pa.Table:
                CASE WHEN n.value IS NULL OR n.value = k.value THEN k.factor END AS factor
         FROM known k FULL OUTER JOIN new n USING (symbol, ex_date, kind)
         ORDER BY symbol, ex_date, kind"""
-    return _sql(known=known.cast(ACTIONS_SCHEMA), new=new.cast(ACTIONS_SCHEMA)).sql(query).to_arrow_table().cast(ACTIONS_SCHEMA)
+    return (
+        _sql(known=known.cast(ACTIONS_SCHEMA), new=new.cast(ACTIONS_SCHEMA))
+        .sql(query)
+        .to_arrow_table()
+        .cast(ACTIONS_SCHEMA)
+    )
 
 
 def previous_sessions(ex_dates: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -92,7 +97,12 @@ def with_factors(actions: pa.Table, closes: pa.Table) -> pa.Table:
                     WHEN c.close > 0 AND a.value < c.close THEN 1.0 - a.value / c.close END AS factor
         FROM prior a LEFT JOIN (SELECT DISTINCT symbol, session, close FROM closes) c ON c.symbol = a.symbol AND c.session = a.prior
         ORDER BY symbol, ex_date, kind"""
-    return _sql(prior=prior, closes=closes.select(["symbol", "session", "close"])).sql(query).to_arrow_table().cast(ACTIONS_SCHEMA)
+    return (
+        _sql(prior=prior, closes=closes.select(["symbol", "session", "close"]))
+        .sql(query)
+        .to_arrow_table()
+        .cast(ACTIONS_SCHEMA)
+    )
 
 
 def cumulative_factors(keys: pa.Table, actions: pa.Table) -> pa.Table:
@@ -115,7 +125,9 @@ def cumulative_factors(keys: pa.Table, actions: pa.Table) -> pa.Table:
         FROM numbered k ASOF LEFT JOIN backward b ON k.symbol = b.symbol AND k.session < b.ex_date
         ORDER BY k.row"""
     numbered = keys.select(["symbol", "session"]).append_column("row", pa.array(np.arange(keys.num_rows)))
-    return _sql(numbered=numbered, actions=actions.cast(ACTIONS_SCHEMA)).sql(query).to_arrow_table().cast(FACTORS_SCHEMA)
+    return (
+        _sql(numbered=numbered, actions=actions.cast(ACTIONS_SCHEMA)).sql(query).to_arrow_table().cast(FACTORS_SCHEMA)
+    )
 
 
 def adjust(bars: pa.Table, actions: pa.Table) -> pa.Table:
@@ -124,7 +136,9 @@ def adjust(bars: pa.Table, actions: pa.Table) -> pa.Table:
     factors = cumulative_factors(bars, actions)
     adjusted = pc.multiply(bars["close"], factors["adj_factor"])
     at = bars.schema.get_field_index("adj_close")
-    bars = bars.set_column(at, bars.schema.field(at), adjusted) if at >= 0 else bars.append_column("adj_close", adjusted)
+    bars = (
+        bars.set_column(at, bars.schema.field(at), adjusted) if at >= 0 else bars.append_column("adj_close", adjusted)
+    )
     if "adj_factor" in bars.column_names:
         bars = bars.drop_columns(["adj_factor"])
     return bars.append_column("adj_factor", factors["adj_factor"])
@@ -157,5 +171,26 @@ def changed(stored: pa.Table, applied: pa.Table) -> pa.Table:
         FROM stored s FULL OUTER JOIN applied a USING (symbol, ex_date, kind)
         WHERE s.factor IS DISTINCT FROM a.factor OR s.symbol IS NULL OR a.symbol IS NULL
         ORDER BY symbol, ex_date, kind"""
-    con = _sql(stored=stored.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA), applied=applied.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA))
+    con = _sql(
+        stored=stored.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA),
+        applied=applied.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA),
+    )
     return con.sql(query).to_arrow_table().cast(ACTIONS_SCHEMA)
+
+
+TOLERANCE = 0.005  # relative: Alpha Vantage rounds its adjusted close to 4 decimals
+AGREES = (
+    f"Where the provider sends an adjusted close, ours (close × the actions' factor) is within {TOLERANCE:.1%} of it."
+)
+
+
+def disagreements(sent: pa.Table, ours: pa.Table) -> pa.Table:
+    """Rows (symbol, session, theirs, ours) where the provider's adj_close (`sent`) and ours
+    (`ours`, the same rows in the same order) differ by more than TOLERANCE, relative."""
+    query = f"""SELECT symbol, session, theirs, ours FROM rows
+                WHERE theirs IS NOT NULL AND ours IS NOT NULL AND abs(ours - theirs) > {TOLERANCE} * abs(theirs)
+                ORDER BY symbol, session"""
+    rows = pa.table(
+        {"symbol": sent["symbol"], "session": sent["session"], "theirs": sent["adj_close"], "ours": ours["adj_close"]}
+    )
+    return _sql(rows=rows).sql(query).to_arrow_table()

@@ -1,0 +1,80 @@
+"""Corporate actions: what the window's bars (and Polygon's reference payloads) say of splits and
+dividends, kept in lake/corporate_actions and the warehouse table `corporate_actions`; a change
+restates every loaded session of its symbol before deduped_prices adjusts the window."""
+
+import dagster as dg
+import pyarrow as pa
+
+from stock_assets import clock
+from stock_assets.defs.common import run_window, session_partitioned, warehouse_kind, window_sessions
+from stock_assets.lake import layout
+from stock_assets.lake.io_manager import LakeResource
+from stock_assets.providers.registry import parse_actions
+from stock_assets.restatement import (
+    WAREHOUSE_TABLE,
+    describe_restated,
+    pending,
+    record_applied,
+    restate,
+    update_actions,
+)
+from stock_assets.settings import Settings
+from stock_assets.transforms.actions import actions_from_bars, describe_action
+from stock_assets.transforms.dedup import dedupe_latest
+from stock_assets.warehouse.io_manager import WarehouseResource
+
+SEPARATE_ACTIONS = {"polygon"}  # providers whose actions come apart from the bars, as raw/ payloads
+
+
+def build(settings: Settings) -> dg.Definitions:
+    @dg.asset(**session_partitioned(settings), group_name="lake", kinds={"deltalake", warehouse_kind(settings)})
+    def corporate_actions(
+        context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, lake_parquet: pa.Table
+    ) -> dg.MaterializeResult:
+        """A row is one split or cash dividend of a symbol on its ex-date: ratio or amount, source,
+        when first seen, and the factor it applies to every earlier session (CRSP convention:
+        1/r for a split of r, 1 - D / the close before the ex-date for a dividend D). Kept in the
+        Delta table lake/corporate_actions and the warehouse table `corporate_actions`.
+
+        When a run changes a symbol's actions (a new one, or a dividend's factor now known), every
+        loaded session of that symbol is restated here, before deduped_prices adjusts the window:
+        lake/deduped, the warehouse `prices`, and the indicators over its whole history, each in
+        one commit or transaction. The warehouse table is written last, so a restatement cut
+        short is finished by the next run."""
+        sessions, storage = window_sessions(context), lake.storage()
+        window = dedupe_latest(lake_parquet)
+        found = actions_from_bars(window)
+        if settings.provider in SEPARATE_ACTIONS:
+            found = pa.concat_tables([found, parse_actions(layout.read_raw(storage, sessions[0], sessions[-1]))])
+        symbols = sorted(set(run_window(context, settings).symbols) | set(window["symbol"].to_pylist()))
+        known = update_actions(storage, found, window, symbols)
+        store = warehouse.get(lake=storage)
+        todo = pending(storage, store)
+        restated = []
+        if not store.table_exists(WAREHOUSE_TABLE):
+            record_applied(
+                store, known.slice(0, 0), symbols, context.run.run_id, clock.now()
+            )  # the table exists from the first run
+        if todo.num_rows:
+            restated = restate(
+                storage, store, sorted(set(todo["symbol"].to_pylist())), sessions, context.run.run_id, clock.now()
+            )
+            for item in restated:
+                context.log.info(describe_restated(item))
+        in_window = [
+            describe_action(a) + f" ({a['symbol']})"
+            for a in known.to_pylist()
+            if sessions[0] <= a["ex_date"] <= sessions[-1]
+        ]
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": known.num_rows,
+                "window": f"{sessions[0]}..{sessions[-1]}",
+                "actions_in_window": "; ".join(in_window) or "none",
+                "restated": dg.MetadataValue.json(restated),
+                "restatement": "; ".join(describe_restated(r) for r in restated) or "none",
+                "lake_location": dg.MetadataValue.path(storage.uri("lake/corporate_actions")),
+            }
+        )
+
+    return dg.Definitions(assets=[corporate_actions])
