@@ -26,6 +26,19 @@ from stock_assets.warehouse.io_manager import WarehouseResource
 SEPARATE_ACTIONS = {"polygon"}  # providers whose actions come apart from the bars, as raw/ payloads
 
 
+def restated_in(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
+    """What corporate_actions restated in the run (else in its latest materialization, for a
+    publish in a run of its own): [{"symbol", "action", "sessions"}]."""
+    key = dg.AssetKey("corporate_actions")
+    events = [r.asset_materialization for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+              if r.asset_materialization.asset_key == key]  # fmt: skip
+    if not events:
+        latest = instance.fetch_materializations(key, limit=1).records
+        events = [latest[0].asset_materialization] if latest else []
+    said = events[-1].metadata.get("restated") if events else None
+    return list(said.value) if said is not None else []
+
+
 def build(settings: Settings) -> dg.Definitions:
     @dg.asset(**session_partitioned(settings), group_name="lake", kinds={"deltalake", warehouse_kind(settings)})
     def corporate_actions(
