@@ -101,6 +101,7 @@ def test_good_rows_land_and_load_bad_rows_are_quarantined(instance, settings, la
     [landing], _, _ = evaluate(instance, lake_url)
     landed, request = land(instance, on(settings, lake_url), landing)
     assert (request.tags[RANGE[0]], request.tags[RANGE[1]]) == ("2014-12-29", "2014-12-31")
+    assert request.tags["stock_assets/symbols"] == "KO"  # the lake run's window: the file's symbols (KO is not in the universe)
     assert landed.success and any("2 rows set aside" in e.user_message for e in instance.all_logs(landed.run_id))  # in the run's log
     [rejected, reason] = lake.list_files("quarantine")
     assert lake.read_bytes(rejected).decode().count("\n") == 1 + 2

@@ -5,6 +5,9 @@ replaces only the window's symbols' rows in the window's sessions."""
 import dataclasses
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import duckdb
@@ -12,17 +15,17 @@ import pyarrow as pa
 import pytest
 
 from stock_assets.cli import materialize_range
-from stock_assets.lake import delta
+from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import BAR_SCHEMA, conform
-from stock_assets_tests.conftest import defs_for, fixture_bytes
+from stock_assets_tests.conftest import ROOT, defs_for, fixture_bytes
 
 D1, D2 = dt.date(2012, 1, 3), dt.date(2012, 1, 4)
 
 
 def bars(symbols, sessions, close: float) -> pa.Table:
     rows = [{"symbol": s, "session": d, "ts": dt.datetime(d.year, d.month, d.day, 21, tzinfo=dt.UTC), "interval": "1d",
-             "close": close, "source": "test"} for s in symbols for d in sessions]  # fmt: skip
+             "close": close, "source": "test", "ingested_at": dt.datetime.now(dt.UTC)} for s in symbols for d in sessions]  # fmt: skip
     return conform(pa.Table.from_pylist(rows), BAR_SCHEMA)
 
 
@@ -40,6 +43,34 @@ def test_write_window_scoped_to_symbols_keeps_other_symbols_rows(tmp_path):
     # The unscoped window replaces every symbol's rows, as before.
     delta.write_window(storage, "lake/prices", bars(["AAPL"], [D1], 3.0), [D1, D2])
     assert delta.read_window(storage, "lake/prices", [D1, D2])["symbol"].to_pylist() == ["AAPL"]
+
+
+
+def test_landing_of_a_window_scoped_to_symbols_leaves_other_symbols_files(tmp_path):
+    storage = LakeStorage(str(tmp_path / "lake"))
+    both = bars(["AAPL", "MSFT"], [D1, D2], 1.0)
+    layout.write_landing(storage, both, [D1, D2], symbols=["AAPL", "MSFT"])
+    universe_files = {p: storage.read_bytes(p) for p in storage.list_files("landing")}
+    layout.write_landing(storage, bars(["MSFT"], [D1, D2], 2.0), [D1, D2], symbols=["MSFT"])
+    assert all(storage.read_bytes(p) == b for p, b in universe_files.items())  # AAPL's files untouched
+    closes = lambda rows: sorted((r["symbol"], str(r["session"]), r["close"]) for r in rows.to_pylist())
+    assert closes(layout.read_landing(storage, [D1, D2])) == [("AAPL", str(D1), 1.0), ("AAPL", str(D2), 1.0), ("MSFT", str(D1), 2.0), ("MSFT", str(D2), 2.0)]
+    assert closes(layout.read_landing(storage, [D1, D2], ["MSFT"])) == [("MSFT", str(D1), 2.0), ("MSFT", str(D2), 2.0)]
+    assert layout.inspect_landing(storage, [D1, D2], ["AAPL", "MSFT"]) == ({D1: 2, D2: 2}, {})
+    assert layout.inspect_landing(storage, [D1, D2], ["MSFT"]) == ({D1: 1, D2: 1}, {})
+    assert layout.landing_record_rows(storage, [D1, D2], ["MSFT"]) == 2
+
+    # MSFT again, now without a bar on D2: its older rows there are hidden, AAPL's still read.
+    layout.write_landing(storage, bars(["MSFT"], [D1], 3.0), [D1, D2], symbols=["MSFT"])
+    assert closes(layout.read_landing(storage, [D1, D2])) == [("AAPL", str(D1), 1.0), ("AAPL", str(D2), 1.0), ("MSFT", str(D1), 3.0)]
+    assert layout.inspect_landing(storage, [D1, D2], ["AAPL", "MSFT"]) == ({D1: 2, D2: 1}, {})
+    with pytest.raises(ValueError, match="outside the landing window's"):
+        layout.write_landing(storage, both, [D1, D2], symbols=["MSFT"])
+
+    # A window of the universe replaces every file its scope covers: one file per session again.
+    layout.write_landing(storage, both, [D1, D2], symbols=["AAPL", "MSFT"])
+    assert len(layout.landing_files(storage, [D1, D2])) == 2
+    assert closes(layout.read_landing(storage, [D1, D2])) == closes(both)
 
 
 # --- the whole graph: a symbol added with --symbols, a symbol removed from the universe -------
@@ -119,6 +150,8 @@ def test_a_symbol_added_with_symbols_then_one_removed_from_the_universe(alphavan
     new = [b for f, b in after["files"].items() if f not in before["files"]]
     assert new and all(b"MSFT" not in b and b"IBM" not in b for b in new)  # AAPL's own raw and landing files
     assert len(warehouse_rows(settings, "prices", "symbol = 'AAPL'")) == len(warehouse_rows(settings, "indicators", "symbol = 'AAPL'")) == 3
+    published = json.loads(LakeStorage(settings.lake_url).read_bytes("published/LATEST"))
+    assert published["symbols"] == ["AAPL"] and published["window"] == [FIRST, LAST]  # says whose rows the version replaced
     [complete] = [e for e in result.get_asset_check_evaluations() if e.check_name == "prices_complete"]
     assert not complete.passed and complete.severity == dg.AssetCheckSeverity.WARN  # AAPL trades in the window: a gap, not an outage
     missing = " ".join(r[7] for r in warehouse_rows(settings, "dq_report", "check_name = 'prices_complete' AND scope = 'AAPL'"))
@@ -138,3 +171,33 @@ def test_a_symbol_added_with_symbols_then_one_removed_from_the_universe(alphavan
         assert now == rows, f"{table}: IBM's history changed"
     judged = " ".join(r[7] for r in warehouse_rows(smaller, "dq_report", "check_name = 'prices_complete' AND scope = 'universe'"))
     assert "AAPL@2019-06-27" in judged and "IBM" not in judged  # no longer expected
+
+    # docs/operations.md's way to delete a removed symbol's rows, as written there.
+    text = (ROOT / "docs" / "operations.md").read_text()
+    snippet = text.split(".venv/bin/python - <<'PY'\n", 1)[1].split("PY\n", 1)[0]
+    subprocess.run([sys.executable, "-c", snippet.replace('home = ".stock_assets"', f'home = "{smaller.home}"')], check=True)
+    for table in ("lake/prices", "lake/deduped", "lake/indicators"):
+        assert lake_rows(smaller, table, lambda r: r["symbol"] == "IBM") == [] and lake_rows(smaller, table, lambda r: r["symbol"] == "MSFT")
+    assert warehouse_rows(smaller, "prices", "symbol = 'IBM'") == warehouse_rows(smaller, "indicators", "symbol = 'IBM'") == []
+
+
+def test_cli_backfill_with_symbols_runs_a_window_of_those_symbols_only(tmp_path):
+    from stock_assets_tests.test_cli import environment
+
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="AAPL,MSFT")
+    command = [sys.executable, "-m", "stock_assets.cli", "backfill", "--start", "2024-03-04", "--end", "2024-03-06"]
+    bad = subprocess.run([*command, "--symbols", "msft,no symbol"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--symbols='msft,no symbol': invalid symbol 'NO SYMBOL'" in bad.stderr
+
+    done = subprocess.run([*command, "--symbols", "msft"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "symbols=MSFT (only these: other symbols' rows untouched)" in done.stdout
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT symbol, count(*) FROM prices GROUP BY ALL").fetchall() == [("MSFT", 3)]
+    os.environ["DAGSTER_HOME"], saved = str(tmp_path / "dagster"), os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            [run] = instance.get_runs()
+            assert run.tags["stock_assets/symbols"] == "MSFT"  # as the UI shows it, and as a re-execution keeps it
+    finally:
+        os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)

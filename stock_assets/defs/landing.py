@@ -16,7 +16,9 @@ from stock_assets.calendar import nyse_calendar
 from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake.io_manager import LakeResource, stop_when_disk_full
 from stock_assets.lake.landing_drop import INCOMING, file_digest, land_dropped_file
+from stock_assets.lake.landing_scope import EXTERNAL, symbols_in_file
 from stock_assets.settings import Settings
+from stock_assets.window import SYMBOLS_TAG
 
 FILE_TAG, DIGEST_TAG = "stock_assets/landing_file", "stock_assets/landing_digest"
 FILES_PER_TICK = 50
@@ -51,7 +53,7 @@ def valid_sessions(start: str) -> set[dt.date]:
 def build(settings: Settings) -> dg.Definitions:
     @dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=5))  # a lake that did not answer, once
     def land_dropped_file_op(context: dg.OpExecutionContext, lake: LakeResource) -> dg.Output[None]:
-        """Land the file the run is for; its sessions go on the run's tags for landed_files_sensor."""
+        """Land the file the run is for; its sessions and symbols go on the run's tags for landed_files_sensor."""
         storage, key = lake.storage(), context.run.tags[FILE_TAG]
         with stop_when_disk_full():
             outcome = land_dropped_file(storage, key, valid_sessions(settings.start), dt.datetime.now(dt.UTC))
@@ -66,7 +68,10 @@ def build(settings: Settings) -> dg.Definitions:
             context.log.warning(f"{key}: {outcome.rejected_rows} rows set aside with their reason in {set_aside}")
         sessions = sorted(outcome.sessions)
         if sessions:
-            context.instance.add_run_tags(context.run_id, dict(zip(RANGE_TAGS, (str(sessions[0]), str(sessions[-1])))))
+            # The window the lake run takes: the file's sessions and symbols (another symbol's rows there stay as they are).
+            symbols = set().union(*(symbols_in_file(storage, f"landing/{s}/{EXTERNAL}{outcome.digest}.csv") for s in sessions))
+            tags = dict(zip(RANGE_TAGS, (str(sessions[0]), str(sessions[-1])))) | {SYMBOLS_TAG: ",".join(sorted(symbols))}
+            context.instance.add_run_tags(context.run_id, tags)
         context.log.info(f"{key}: {outcome.landed_rows} rows landed in {len(sessions)} sessions")
         return dg.Output(None, metadata={
             "file": storage.uri(key), "landed_rows": outcome.landed_rows, "rejected_rows": outcome.rejected_rows,
@@ -86,7 +91,7 @@ def build(settings: Settings) -> dg.Definitions:
         tags = context.dagster_run.tags
         if RANGE_TAGS[0] not in tags:
             return dg.SkipReason(f"{tags.get(FILE_TAG)}: no row landed")
-        return dg.RunRequest(run_key=f"landed-{tags[DIGEST_TAG]}", tags={k: tags[k] for k in (*RANGE_TAGS, FILE_TAG)})
+        return dg.RunRequest(run_key=f"landed-{tags[DIGEST_TAG]}", tags={k: tags[k] for k in (*RANGE_TAGS, FILE_TAG, SYMBOLS_TAG) if k in tags})
 
     return dg.Definitions(jobs=[land_dropped_file_job], sensors=[landing_files_sensor, landed_files_sensor])
 

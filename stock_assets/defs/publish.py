@@ -9,11 +9,13 @@ import json
 import dagster as dg
 
 from stock_assets import clock
+from stock_assets.defs.actions import restated_in
 from stock_assets.defs.common import RANGE_TAGS
 from stock_assets.lake import delta, layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.settings import Settings
+from stock_assets.window import SYMBOLS_TAG, parse_symbols
 
 TABLE = "lake/deduped"
 COMPLETE = "prices_complete"  # production is a window with every expected symbol, or one whose absence is explained
@@ -29,8 +31,11 @@ def commit_time(storage: LakeStorage, prefix: str, version: int) -> dt.datetime:
     raise ValueError(f"{storage.uri(path)}: the commit of version {version} records no time")
 
 
-def publish_version(storage: LakeStorage, version: int, sessions: list[dt.date], now: dt.datetime, run_id: str, checks: dict[str, bool]) -> dict:
-    """Record `version` of lake/deduped as the production one; the manifest."""
+def publish_version(storage: LakeStorage, version: int, sessions: list[dt.date], now: dt.datetime, run_id: str, checks: dict[str, bool],
+                    symbols: list[str] | None = None, restated: list[dict] | None = None) -> dict:  # fmt: skip
+    """Record `version` of lake/deduped as the production one; the manifest. `symbols`: those of a
+    window scoped to them that wrote it (its other symbols' rows are an earlier window's).
+    `restated`: the symbols whose earlier sessions a corporate action restated, and which action."""
     manifest = {
         "table": delta.table_uri(storage, TABLE),
         "version": version,
@@ -40,17 +45,17 @@ def publish_version(storage: LakeStorage, version: int, sessions: list[dt.date],
         "rows": delta.dataset(storage, TABLE, version).count_rows(),
         "checks": checks,
         "run_id": run_id,
-    }
+    } | ({"symbols": symbols} if symbols else {}) | ({"restated": restated} if restated else {})
     body = json.dumps(manifest, indent=2).encode()
     storage.write_bytes(f"published/{layout.stamp(now)}.json", body)
     storage.write_bytes("published/LATEST", body)  # one atomic write: readers see old or new
     return manifest
 
 
-def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.date], dict[str, bool]]:
-    """The lake/deduped version to publish, the window that wrote it, and that run's checks (name
-    -> passed): this run's own write when it wrote one, else the latest write (a backfill
-    publishes once, in a run of its own after the window runs)."""
+def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.date], dict[str, bool], list[str] | None]:
+    """The lake/deduped version to publish, the window that wrote it, that run's checks (name
+    -> passed) and its symbols when it was scoped to them: this run's own write when it wrote
+    one, else the latest write (a backfill publishes once, in a run of its own after the window runs)."""
     key = dg.AssetKey("deduped_prices")
     own = [r.asset_materialization for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
            if r.asset_materialization.asset_key == key and "delta_version" in r.asset_materialization.metadata]  # fmt: skip
@@ -77,7 +82,8 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.d
     run = instance.get_run_by_id(writer)
     first, last = (run.tags.get(tag) if run else None for tag in RANGE_TAGS)
     window = [dt.date.fromisoformat(d) for d in (first or written.partition, last or written.partition)]
-    return written.metadata["delta_version"].value, window, checks
+    scoped = run.tags.get(SYMBOLS_TAG) if run else None
+    return written.metadata["delta_version"].value, window, checks, parse_symbols(scoped) if scoped else None
 
 
 def build(settings: Settings) -> dg.Definitions:
@@ -89,15 +95,17 @@ def build(settings: Settings) -> dg.Definitions:
 
         Not partitioned: it is one pointer, so a 10-year backfill records one materialization
         of it, not one per session."""
-        version, window, checks = run_facts(context.instance, context.run.run_id)
-        manifest = publish_version(lake.storage(), version, window, clock.now(), context.run.run_id, checks)
+        version, window, checks, symbols = run_facts(context.instance, context.run.run_id)
+        restated = restated_in(context.instance, context.run.run_id)
+        manifest = publish_version(lake.storage(), version, window, clock.now(), context.run.run_id, checks, list(symbols or ()), restated)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": manifest["rows"],
                 "table": dg.MetadataValue.path(manifest["table"]),
                 "version": version,
                 "checks_passed": sum(checks.values()), "checks_failed": len(checks) - sum(checks.values()),
-                "window": f"{window[0]}..{window[-1]}",
+                "window": f"{window[0]}..{window[-1]}" + (f" of {','.join(symbols)}" if symbols else ""),
+                "restated": "; ".join(f"{r['symbol']}: {r['action']} ({r['sessions']} earlier sessions)" for r in restated) or "none",
             }
         )  # fmt: skip
 

@@ -15,6 +15,7 @@ import io
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from stock_assets.lake.storage import LakeStorage
@@ -41,6 +42,16 @@ def symbols_in(body: bytes) -> set[str]:
         return set(pacsv.read_csv(io.BytesIO(body), convert_options=read)["symbol"].to_pylist())
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return set()
+
+
+def symbols_in_file(storage: LakeStorage, path: str) -> set[str]:
+    """The symbols a landing CSV holds, its symbol column streamed a block at a time (a dropped file may be large)."""
+    read = pacsv.ConvertOptions(include_columns=["symbol"], column_types={"symbol": pa.string()})
+    found: set[str] = set()
+    with storage.fs.open_input_stream(storage.path(path)) as stream:
+        for batch in pacsv.open_csv(stream, convert_options=read):
+            found |= set(pc.unique(batch.column(0)).to_pylist())
+    return found - {None}
 
 
 def scope_and_age(storage: LakeStorage, path: str, record: dict | None, held: set[str] | None = None) -> tuple[set[str], str]:

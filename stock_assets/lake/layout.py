@@ -351,7 +351,7 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None)
     only when given), and the files that differ from their record ({uri: what differs}):
     truncated, emptied, edited, unreadable or never recorded."""
 
-    def inspect(path: str) -> tuple[dict[str, int] | None, str | None]:
+    def inspect(path: str) -> tuple[dict[str, int] | None, str | None, dict | None]:
         body = storage.read_bytes(path)
         try:
             record = json.loads(storage.read_bytes(record_path(path)))
@@ -359,39 +359,38 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None)
             record = None
         intact = record is not None and hashlib.sha256(body).hexdigest() == record["sha256"]
         if intact and "sessions" in record:
-            return record["sessions"], None  # the very bytes the record counted: nothing to parse
+            return record["sessions"], None, record  # the very bytes the record counted: nothing to parse
         try:
             dates = landing_dates(body, storage.uri(path))
         except LandingFormatError as err:
-            return None, f"unreadable: {err}"
+            return None, f"unreadable: {err}", None
         counts = {str(c["values"]): c["counts"] for c in pc.value_counts(dates).to_pylist() if c["values"] is not None}
         if record is None:
-            return counts, "no record of it being written (written by hand, or its writer died)"
+            return counts, "no record of it being written (written by hand, or its writer died)", None
         if not intact:
-            return counts, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes"
-        return counts, None
+            return counts, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes", None
+        return counts, None, record
 
     listing = _landing_listing(storage, sessions)
     paths = _csv_files(listing)
     found = storage.map(inspect, paths)
-    damaged = {storage.uri(p): why for p, (_, why) in zip(paths, found) if why}
+    damaged = {storage.uri(p): why for p, (_, why, _) in zip(paths, found) if why}
     for path in (p for p in listing if p.rsplit("/", 1)[1].startswith("_") and p.endswith(".csv.json")):
         written = path.rsplit("/", 1)[0] + "/" + path.rsplit("/", 1)[1][1:].removesuffix(".json")
         if written not in paths:
             damaged[storage.uri(written)] = "recorded as written, but the file is gone (moved to quarantine/landing/ as unreadable?); re-run the window"
-    readable_files = [p for p, (counts, _) in zip(paths, found) if counts is not None]
-    supply = _supply(storage, readable_files, symbols, lambda p: landing_scope.symbols_in(storage.read_bytes(p)))
+    readable = {p: (counts, record) for p, (counts, _, record) in zip(paths, found) if counts is not None}
+    supply = _supply(storage, list(readable), symbols, lambda p: landing_scope.symbols_in(storage.read_bytes(p)))
     rows: collections.Counter = collections.Counter()
-    for path, (counts, why) in zip(paths, found):
-        if counts is not None:
-            rows.update(counts if supply[path] is None else _supplied_rows(storage, path, supply[path], None if why else counts))
+    supplied = lambda p: readable[p][0] if supply[p] is None else _supplied_rows(storage, p, supply[p], *readable[p])
+    for counts in storage.map(supplied, list(readable)):
+        rows.update(counts)
     return {dt.date.fromisoformat(d): n for d, n in rows.items()}, damaged
 
 
-def _supplied_rows(storage: LakeStorage, path: str, supply: set[str], counts: dict[str, int] | None) -> dict[str, int]:
-    """Rows per session of `supply`'s symbols in a landing file: from its record when intact and
-    scoped (one session), else counted in its date and symbol columns."""
-    record = landing_scope.record_of(storage, record_path(path)) if counts is not None else None
+def _supplied_rows(storage: LakeStorage, path: str, supply: set[str], counts: dict[str, int], record: dict | None) -> dict[str, int]:
+    """Rows per session of `supply`'s symbols in a landing file: from its record when intact
+    (`record` is given only then) and scoped (one session), else counted in its date and symbol columns."""
     if record and isinstance(record.get("symbols"), dict) and len(counts) <= 1:
         return {session: sum(n for sym, n in record["symbols"].items() if sym in supply) for session in counts}
     read = pacsv.ConvertOptions(include_columns=["date", "symbol"], column_types={"date": pa.date32(), "symbol": pa.string()})
