@@ -7,6 +7,7 @@ tables; a restatement SIGKILLed half-way leaves every table whole and the next r
 Helpers for other sources' tests: `settings_for(home, provider=…)`, `load`, `tables_of`."""
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -47,10 +48,12 @@ def archive_body() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def settings_for(home: Path, archive: Path, **more) -> Settings:
-    return Settings(home=home, provider="csvdir", csvdir_url=str(archive), symbols=("SPLT",), interval="1d", start="2012-01-03",
-                    lake_url=str(home / "lake"), warehouse_url=f"duckdb:///{home / 'warehouse.duckdb'}", synthetic_faults=(),
-                    step_retry_delay_seconds=0.2, **more)  # fmt: skip
+def settings_for(home: Path, archive: Path | None = None, **more) -> Settings:
+    """csvdir on `archive` for SPLT; `more` overrides any setting (provider=…, symbols=…)."""
+    given = dict(home=home, provider="csvdir", csvdir_url=str(archive or ""), symbols=("SPLT",), interval="1d", start="2012-01-03",
+                 lake_url=str(home / "lake"), warehouse_url=f"duckdb:///{home / 'warehouse.duckdb'}", synthetic_faults=(),
+                 step_retry_delay_seconds=0.2)  # fmt: skip
+    return Settings(**(given | more))
 
 
 def load(settings: Settings, window: tuple[str, str]):
@@ -120,6 +123,11 @@ def test_a_later_window_with_a_dividend_and_a_split_restates_every_earlier_sessi
                                 f"SPLT: 4:1 split on {SPLIT} — {earlier} earlier sessions restated, indicators recomputed"]  # fmt: skip
     after = tables_of(settings)
     assert after == clean
+    manifest = json.loads(LakeStorage(settings.lake_url).read_bytes("published/LATEST"))
+    assert manifest["restated"] == [
+        {"symbol": "SPLT", "action": f"$0.82 dividend on {DIVIDEND}", "sessions": earlier},
+        {"symbol": "SPLT", "action": f"4:1 split on {SPLIT}", "sessions": earlier},
+    ]
 
     # CRSP by hand: before the dividend, F = (1 - 0.82 / the close before its ex-date) / 4.
     prices = {r["session"]: r for r in after["prices"]}
@@ -140,6 +148,7 @@ def test_a_later_window_with_a_dividend_and_a_split_restates_every_earlier_sessi
 
     again = load(settings, B)
     assert restated(again) == [] and tables_of(settings) == after  # a re-run changes nothing
+    assert "restated" not in json.loads(LakeStorage(settings.lake_url).read_bytes("published/LATEST"))
 
 
 def test_windows_loaded_in_the_other_order_give_the_same_tables(tmp_path, clean):
