@@ -9,12 +9,14 @@ import pytest
 from stock_assets.schema import conform
 from stock_assets.transforms.actions import (
     ACTIONS_SCHEMA,
+    TOLERANCE,
     actions_from_bars,
     adjust,
     adjusted_bar,
     changed,
     cumulative_factors,
     describe_action,
+    disagreements,
     merge_actions,
     with_factors,
 )
@@ -91,3 +93,12 @@ def test_merging_keeps_first_seen_and_says_what_changed():
     assert remerged["first_seen"].to_pylist() == [SEEN, SEEN] and remerged["factor"].to_pylist() == [None, 0.5]
     assert changed(with_factors(remerged, bars()), known)["value"].to_pylist() == [0.6]
     assert changed(ACTIONS_SCHEMA.empty_table(), known).to_pylist()[0]["value"] is None  # an action gone
+
+
+def test_the_providers_adjusted_close_is_compared_with_ours_within_the_stated_tolerance():
+    sent = bars().set_column(8, "adj_close", pa.array([49.5, 24.75 * 1.004, 30.0, None, 23.5, 24.0]))
+    ours = adjust(bars(), with_factors(actions_from_bars(bars()), bars()))
+    assert TOLERANCE == 0.005
+    differ = disagreements(sent, ours).to_pylist()
+    # 0.4 % off is rounding; 2020-08-26 is 22 % off (an action we would not know); a session it sent none for is not compared.
+    assert differ == [{"symbol": "XYZ", "session": DAYS[2], "theirs": 30.0, "ours": 24.5}]
