@@ -12,12 +12,15 @@ import sys
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from stock_assets.cli import materialize_range
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import BAR_SCHEMA, conform
+from stock_assets.transforms.quality import session_rows
+from stock_assets.warehouse.warehouse import WarehouseLoadError, warehouse_for_url
 from stock_assets_tests.conftest import ROOT, defs_for, fixture_bytes
 
 D1, D2 = dt.date(2012, 1, 3), dt.date(2012, 1, 4)
@@ -71,6 +74,53 @@ def test_landing_of_a_window_scoped_to_symbols_leaves_other_symbols_files(tmp_pa
     layout.write_landing(storage, both, [D1, D2], symbols=["AAPL", "MSFT"])
     assert len(layout.landing_files(storage, [D1, D2])) == 2
     assert closes(layout.read_landing(storage, [D1, D2])) == closes(both)
+
+
+
+@pytest.fixture(params=["duckdb", "postgresql", "redshift"])
+def engine(request, tmp_path):
+    """Each warehouse dialect: DuckDB, PostgreSQL, and Redshift's SQL on PostgreSQL with its COPY from the S3 lake (moto)."""
+    if request.param == "duckdb":
+        return warehouse_for_url(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    if request.param == "postgresql":
+        return warehouse_for_url(request.getfixturevalue("postgres_url"))
+    from stock_assets_tests.test_warehouse_redshift import ROLE, RedshiftOnPostgres
+
+    redshift = RedshiftOnPostgres(request.getfixturevalue("postgres_url"), lake=LakeStorage(request.getfixturevalue("s3_lake_url")), iam_role=ROLE)
+    redshift.copies = []
+    return redshift
+
+
+def test_a_warehouse_load_scoped_to_symbols_replaces_only_their_rows(engine):
+    from stock_assets_tests.test_warehouse import JAN, as_rows, rows
+    from stock_assets_tests.test_warehouse import bars as synthetic
+
+    every = synthetic(JAN, ("AAPL", "MSFT", "IBM"))
+    lake = getattr(engine, "lake", None)  # Redshift COPYs the window's rows from the lake's files
+    if lake:
+        layout.write_sessions(lake, "lake/deduped", every, JAN)
+    engine.replace_window("prices", every, JAN[0], JAN[-1], lake_prefix="lake/deduped" if lake else None)
+    ibm = synthetic(JAN, ("IBM",)).drop_columns(["ingested_at"])  # a new fetch of IBM: its ingested_at moves
+    ibm = ibm.append_column("ingested_at", pa.repeat(pa.scalar(dt.datetime(2030, 1, 1, tzinfo=dt.UTC)), ibm.num_rows))
+    if lake:
+        layout.write_sessions(lake, "lake/deduped", ibm, JAN, symbols=["IBM"])
+    assert engine.replace_window("prices", ibm.select(every.column_names), JAN[0], JAN[-1],
+                                 lake_prefix="lake/deduped" if lake else None, symbols=["IBM"]) == ibm.num_rows  # fmt: skip
+    others = every.filter(pc.invert(pc.equal(every["symbol"], "IBM")))
+    assert rows(engine, where="symbol <> 'IBM'") == as_rows(others)  # untouched, ingested_at included
+    assert {r[-1] for r in rows(engine, where="symbol = 'IBM'", drop=tuple(c for c in every.column_names if c != "ingested_at"))} == {dt.datetime(2030, 1, 1, tzinfo=dt.UTC)}
+    with pytest.raises(WarehouseLoadError, match="outside the window's"):  # a row of another symbol would survive its own window's reload
+        engine.replace_window("prices", every, JAN[0], JAN[-1], symbols=["IBM"])
+
+    # dq_report has no symbol: a window's rows carry its scope, and replace that scope's only.
+    if lake:
+        return  # dq_report's scope is the same SQL (ddl.window_sql) on PostgreSQL, just above
+    report = session_rows("prices_complete", "WARN", "deduped_prices", JAN[:1], {}, {})
+    scoped = lambda scope: report.set_column(10, "scope", pa.array([scope]))
+    engine.replace_window("dq_report", scoped("universe"), JAN[0], JAN[0], scope="universe")
+    engine.replace_window("dq_report", scoped("IBM"), JAN[0], JAN[0], scope="IBM")
+    engine.replace_window("dq_report", scoped("IBM"), JAN[0], JAN[0], scope="IBM")
+    assert sorted(r["scope"] for r in engine.query("SELECT scope FROM dq_report").to_pylist()) == ["IBM", "universe"]
 
 
 # --- the whole graph: a symbol added with --symbols, a symbol removed from the universe -------
