@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from stock_assets.calendar import NY
+from stock_assets.providers.base import ACTION_KINDS
 from stock_assets.providers.errors import (  # noqa: F401 - re-exported for callers of this module
     BadKeyError,
     EmptyResultError,
@@ -23,7 +24,6 @@ from stock_assets.providers.errors import (  # noqa: F401 - re-exported for call
     ThrottledError,
     json_object,
 )
-from stock_assets.providers.base import ACTION_KINDS
 from stock_assets.schema import BAR_SCHEMA, conform, constant, validate_symbol
 from stock_assets.transforms.actions import ACTIONS_SCHEMA
 
