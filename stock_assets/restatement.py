@@ -114,7 +114,8 @@ def _symbol_rows(storage: LakeStorage, prefix: str, symbols: list[str]) -> pa.Ta
     found = delta.dataset(storage, prefix)
     if found is None:
         return BAR_SCHEMA.empty_table()
-    return conform(found.to_table(filter=pc.field("symbol").isin(symbols)))
+    with readable(storage, prefix, delta.storage_options(storage)):  # a damaged file is named
+        return conform(found.to_table(filter=pc.field("symbol").isin(symbols)))
 
 
 def _sessions(table: pa.Table) -> list[dt.date]:
