@@ -22,7 +22,9 @@ import pyarrow as pa
 
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
+from stock_assets.restatement import read_actions
 from stock_assets.schema import conform
+from stock_assets.transforms.actions import adjust
 from stock_assets.transforms.dedup import dedupe_latest
 from stock_assets.transforms.indicators import INDICATOR_SCHEMA
 from stock_assets.transforms.quality import DQ_SCHEMA
@@ -66,7 +68,10 @@ def landing_bytes(storage: LakeStorage) -> dict[dt.date, int]:
 
 def landed(storage: LakeStorage, table: str, sessions: list[dt.date]) -> pa.Table:
     bars = layout.read_landing(storage, sessions)
-    return dedupe_latest(bars) if table == "lake/deduped" else bars
+    if table != "lake/deduped":
+        return bars
+    deduped = dedupe_latest(bars)  # and adj_close ours, as deduped_prices makes it
+    return conform(adjust(deduped, read_actions(storage, sorted(set(deduped["symbol"].to_pylist())))))
 
 
 def warehouse_rows(warehouse, name: str) -> dict[dt.date, int]:
