@@ -229,3 +229,46 @@ def test_the_automation_page_lists_the_schedule_and_sensors_switched_on(ui, page
         row = page.locator("[data-index]").filter(has=page.get_by_text(name, exact=True))
         expect(row, f"{name} is not on the Automation page").to_have_count(1)
         expect(row.get_by_role("checkbox").last, f"{name} is not switched on").to_be_checked()
+
+
+def test_a_backfill_scoped_to_symbols_from_the_ui_as_operations_md_says(ui, page):
+    """docs/operations.md's steps for the tag `stock_assets/symbols` on a backfill: its runs fetch
+    and rewrite only those symbols' rows."""
+    from playwright.sync_api import expect
+
+    base, assets = ui
+    doc = section("Materialize and backfill a range")
+    steps = doc[doc.index("From the UI, the same tag") :]
+    assert named(steps)[:8] == ["Catalog", "Materialize selected", "Show all partitions", "Tags", "Add tags", "Apply", "Launch backfill", "Runs"], steps
+    assert "key `stock_assets/symbols`, value `NVDA`" in steps
+
+    page.goto(base)
+    nav(page, "Catalog").click()
+    page.get_by_role("checkbox").first.locator("xpath=..").click()
+    page.get_by_role("button", name=f"Materialize selected ({len(assets)})").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+    dialog.get_by_role("button", name="Show all partitions").click()
+    small = sessions_between(START, "2024-03-04", "2024-03-06")
+    typed = dialog.get_by_role("textbox")
+    typed.fill(f"[{small[0]}...{small[-1]}]")
+    typed.press("Enter")
+    expect(dialog).to_contain_text("3 partitions")
+    dialog.get_by_text("Tags", exact=True).click()  # a section of the dialog, closed at first
+    expect(dialog).to_contain_text("Tags will be applied to all backfill runs")
+    dialog.get_by_role("button", name="Add tags", exact=True).click()
+    tags = page.get_by_role("dialog").filter(has_text="Add tags to run")
+    tags.get_by_placeholder("Tag Key").last.fill("stock_assets/symbols")
+    tags.get_by_placeholder("Tag Value").last.fill("NVDA")
+    tags.get_by_role("button", name="Apply").click()
+    expect(tags).to_have_count(0)
+    expect(dialog).to_contain_text("stock_assets/symbols: NVDA")
+    dialog.get_by_role("button", name="Launch backfill").click()
+    created = page.get_by_text(re.compile(r"^Created backfill \w+$"))
+    expect(created).to_be_visible()
+    backfill = created.inner_text().split()[-1]
+
+    query = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { tags { key value } } } }"
+    body = json.dumps({"query": query, "variables": {"id": backfill}}).encode()
+    request = urllib.request.Request(f"{base}/graphql", body, {"Content-Type": "application/json"})
+    found = json.load(urllib.request.urlopen(request, timeout=10))["data"]["partitionBackfillOrError"]["tags"]
+    assert {"key": "stock_assets/symbols", "value": "NVDA"} in found  # every run of the backfill carries it
