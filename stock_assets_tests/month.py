@@ -28,8 +28,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RUN_BOUND_SECONDS = 60  # no run of a 3-symbol day may take longer: a wait on a lock, a pool or a ghost would
 SETTLE_ROUNDS = 5  # sensor rounds a day may take before nothing more is asked for
 LAKE_TABLES = ("lake/prices", "lake/deduped", "lake/dq_report", "lake/indicators")
-# What legitimately differs between two runs over the same bars: when and from where they came.
-VOLATILE = {"ingested_at", "loaded_at", "source", "checked_at", "computed_at", "year"}
+# What legitimately differs between two runs over the same bars: when, from where and by which run they came.
+VOLATILE = {"ingested_at", "loaded_at", "source", "checked_at", "computed_at", "year", "first_seen", "restated_at", "restated_by_run"}
+KEYS = {"prices": ("symbol", "session"), "indicators": ("symbol", "session"), "corporate_actions": ("symbol", "session", "kind")}
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
@@ -64,20 +65,54 @@ def in_sessions(table: pa.Table, sessions) -> pa.Table:
     return table.filter(pa.compute.is_in(table["session"], pa.array(sorted(sessions), pa.date32())))
 
 
+def of_symbols(table: pa.Table, symbols) -> pa.Table:
+    return table.filter(pa.compute.is_in(table["symbol"], pa.array(sorted(symbols), pa.string())))
+
+
 def warehouse_tables(settings: Settings) -> dict[str, pa.Table]:
     path = settings.warehouse_url.removeprefix("duckdb:///")
     with duckdb.connect(path, read_only=True) as con:
         names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        return {t: stable(con.sql(f"SELECT * FROM {t}").to_arrow_table(), ("symbol", "session")) for t in ("prices", "indicators") if t in names}
+        return {t: stable(con.sql(f"SELECT * FROM {t}").to_arrow_table(), keys) for t, keys in KEYS.items() if t in names}
 
 
 def reference(settings: Settings, sessions: list[dt.date]) -> dict[str, pa.Table]:
-    """One clean run over every session of the month, in a home of its own."""
+    """One clean run over `sessions`, in a home of its own."""
     clock.shift_to(evening(sessions[-1]))
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize_range(build_defs(settings), str(sessions[0]), str(sessions[-1]), instance)
     assert result.success, "the clean reference run failed"
     return warehouse_tables(settings)
+
+
+class References:
+    """Clean runs of every symbol the month ever has (`settings_for(home)`), from the month's first
+    session, computed when first needed. Traded prices do not depend on what else was loaded, but
+    adjusted ones (adj_close, adj_factor, the indicators, the corporate_actions table) depend on the
+    actions known: a clean run over the whole month adjusts every session by every action of the
+    month, while on a day before the month has loaded an action's ex-date, its warehouse rightly
+    knows nothing of it. So each day is compared with the clean run that knows exactly what the
+    month knows: the one over the sessions up to the day before the first ex-date (of the month's
+    symbols) it has not loaded, else over the whole month. (A day that loaded sessions after such an
+    ex-date would have no clean range equivalent: it would fail loudly, never pass unchecked.)"""
+
+    def __init__(self, settings_for, sessions: list[dt.date]):
+        self.settings_for, self.sessions, self.runs = settings_for, sessions, {}
+        self.actions = self.over(sessions[-1])["corporate_actions"]
+
+    def over(self, last: dt.date) -> dict[str, pa.Table]:
+        if last not in self.runs:
+            now = clock.now()  # computed mid-day: the month's clock goes on where it was
+            self.runs[last] = reference(self.settings_for(f"reference-{last}"), [s for s in self.sessions if s <= last])
+            clock.shift_to(now)
+        return self.runs[last]
+
+    def known_by(self, loaded: set[dt.date], symbols) -> dict[str, pa.Table]:
+        """The clean run's tables (of `symbols`) that know what a warehouse holding `loaded` knows."""
+        actions = of_symbols(self.actions, symbols)
+        unknown = [d for d in actions["ex_date"].to_pylist() if d not in loaded]
+        last = max((s for s in self.sessions if s < min(unknown)), default=self.sessions[0]) if unknown else self.sessions[-1]
+        return {name: of_symbols(table, symbols) for name, table in self.over(last).items()}
 
 
 Run = collections.namedtuple("Run", "day job run_id seconds success partition")
@@ -86,10 +121,9 @@ Run = collections.namedtuple("Run", "day job run_id seconds success partition")
 class Month:
     """The pipeline of `settings` on `instance`, day after day, with an alert webhook at `hook`."""
 
-    def __init__(self, settings: Settings, instance: dg.DagsterInstance, reference: dict[str, pa.Table]):
-        self.settings, self.instance, self.reference = settings, instance, reference
-        self.defs = build_defs(settings)
-        self.repository = self.defs.get_repository_def()
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance, references: References):
+        self.settings, self.instance, self.references = settings, instance, references
+        self.use(settings)
         self.lake = LakeStorage(settings.lake_url)
         self.cursors: dict[tuple, str | None] = {}
         self.run_keys: set[str] = set()
@@ -98,6 +132,11 @@ class Month:
         self.day: dt.date | None = None
         self.sensor("run_failure_alert_sensor")  # a run status sensor starts from its first tick
         self.sensor("landed_files_sensor")
+
+    def use(self, settings: Settings) -> None:
+        """The code location deployed with `settings` (e.g. a symbol added to STOCK_ASSETS_SYMBOLS)."""
+        self.settings, self.defs = settings, build_defs(settings)
+        self.repository = self.defs.get_repository_def()
 
     # --- what the daemon does ------------------------------------------------------------
     def run(self, job: str, defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None, run_config: dict | None = None,
@@ -165,21 +204,23 @@ class Month:
         """Every invariant, at the end of the day."""
         tables = warehouse_tables(self.settings)
         loaded = set(tables["prices"]["session"].to_pylist()) if "prices" in tables else set()
-        self.check_warehouse(tables, loaded)
+        clean = self.references.known_by(loaded, self.settings.symbols)
+        self.check_warehouse(tables, loaded, clean)
         self.check_lake(tables, loaded)
-        self.check_production(loaded)
+        self.check_production(loaded, clean)
         self.check_runs(alerts)
 
-    def check_warehouse(self, tables: dict[str, pa.Table], loaded: set[dt.date]) -> None:
-        month = self.reference["prices"]["session"].to_pylist()
+    def check_warehouse(self, tables: dict[str, pa.Table], loaded: set[dt.date], clean: dict[str, pa.Table]) -> None:
+        month = clean["prices"]["session"].to_pylist()
         for session, run in self.successful_sessions().items():
             assert session in loaded, f"{self.day}: {session} was loaded by run {run} but is not in the warehouse"
         if not loaded:
             return
-        assert_same(tables["prices"], in_sessions(self.reference["prices"], loaded), f"{self.day}: warehouse prices")
+        assert_same(tables["prices"], in_sessions(clean["prices"], loaded), f"{self.day}: warehouse prices")
         prefix = [s for s in sorted(set(month)) if s <= max(loaded)]
         prefix = prefix[: next((i for i, s in enumerate(prefix) if s not in loaded), len(prefix))]  # indicators need every session before
-        assert_same(in_sessions(tables["indicators"], prefix), in_sessions(self.reference["indicators"], prefix), f"{self.day}: warehouse indicators")
+        assert_same(in_sessions(tables["indicators"], prefix), in_sessions(clean["indicators"], prefix), f"{self.day}: warehouse indicators")
+        assert_same(tables["corporate_actions"], clean["corporate_actions"], f"{self.day}: warehouse corporate_actions")
 
     def successful_sessions(self) -> dict[dt.date, str]:
         return {dt.date.fromisoformat(r.partition): r.run_id for r in self.runs if r.success and r.job == "daily_prices_job" and r.partition}
@@ -205,7 +246,7 @@ class Month:
                 shared = [c for c in want.column_names if c in lake.column_names]
                 assert_same(lake.select(shared), want.select(shared), f"{self.day}: {prefix} against warehouse {warehouse}")
 
-    def check_production(self, loaded: set[dt.date]) -> None:
+    def check_production(self, loaded: set[dt.date], clean: dict[str, pa.Table]) -> None:
         """published/LATEST: a version of lake/deduped whose window is complete and checked."""
         try:
             latest = json.loads(self.lake.read_bytes("published/LATEST"))
@@ -216,14 +257,15 @@ class Month:
         failed = [name for name, passed in latest["checks"].items() if name in blocking and not passed]
         assert blocking <= set(latest["checks"]) and not failed, f"{self.day}: production's checks {latest['checks']}"
         first, last = (dt.date.fromisoformat(d) for d in latest["window"])
-        window = [s for s in sorted(set(self.reference["prices"]["session"].to_pylist())) if first <= s <= last]
+        window = [s for s in sorted(set(clean["prices"]["session"].to_pylist())) if first <= s <= last]
         commits = DeltaTable(delta.table_uri(self.lake, "lake/deduped")).history()
         [written] = [c["timestamp"] for c in commits if c["version"] == latest["version"]]
         assert dt.datetime.fromisoformat(latest["version_written_at"]) == dt.datetime.fromtimestamp(written / 1000, dt.UTC), f"{self.day}: LATEST's time"
         rows = delta.dataset(self.lake, "lake/deduped", latest["version"]).to_table()
         assert rows.num_rows == latest["rows"], f"{self.day}: LATEST says {latest['rows']} rows, its version holds {rows.num_rows}"
-        assert_same(stable(in_sessions(rows, window), ("symbol", "session")).select(self.reference["prices"].column_names),
-                    in_sessions(self.reference["prices"], window), f"{self.day}: production (version {latest['version']}, {first}..{last})")  # fmt: skip
+        shared = [c for c in clean["prices"].column_names if c in rows.column_names]  # adj_factor is the warehouse's only
+        assert_same(stable(in_sessions(rows, window), ("symbol", "session")).select(shared),
+                    in_sessions(clean["prices"], window).select(shared), f"{self.day}: production (version {latest['version']}, {first}..{last})")  # fmt: skip
 
     def check_runs(self, alerts: list[str]) -> None:
         busy = self.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))
