@@ -244,7 +244,11 @@ def test_a_backfill_scoped_to_symbols_from_the_ui_as_operations_md_says(ui, page
 
     page.goto(base)
     nav(page, "Catalog").click()
+    rows = page.get_by_test_id(re.compile(r"^checkbox-"))
+    expect(rows, "the Catalog does not list every asset").to_have_count(len(assets))  # ticked before: only those listed
     page.get_by_role("checkbox").first.locator("xpath=..").click()
+    for i in range(len(assets)):
+        expect(rows.nth(i)).to_be_checked()
     page.get_by_role("button", name=f"Materialize selected ({len(assets)})").click()
     dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
     dialog.get_by_role("button", name="Show all partitions").click()

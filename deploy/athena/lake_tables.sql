@@ -9,7 +9,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS prices_landed
 LOCATION 's3://YOUR-BUCKET/stock_assets/lake/prices/'
 TBLPROPERTIES ('table_type' = 'DELTA');
 
--- dq_report: session, check_name, asset, passed, severity, observed, threshold, sample, run_id, checked_at; partitioned by year (of session), rows sorted by symbol
+-- dq_report: session, check_name, asset, passed, severity, observed, threshold, sample, run_id, checked_at, scope; partitioned by year (of session), rows sorted by symbol
 CREATE EXTERNAL TABLE IF NOT EXISTS dq_report
 LOCATION 's3://YOUR-BUCKET/stock_assets/lake/dq_report/'
 TBLPROPERTIES ('table_type' = 'DELTA');
@@ -17,4 +17,9 @@ TBLPROPERTIES ('table_type' = 'DELTA');
 -- indicators: symbol, session, ts, interval, sma_7, sma_20, sma_30, sma_50, sma_200, ema_12, ema_26, macd, macd_signal, macd_hist, bb_upper, bb_middle, bb_lower, bb_pctb, bb_bandwidth, rsi_14, atr_14, pct_change, log_return, volatility_20, price_basis; partitioned by year (of session), rows sorted by symbol
 CREATE EXTERNAL TABLE IF NOT EXISTS indicators
 LOCATION 's3://YOUR-BUCKET/stock_assets/lake/indicators/'
+TBLPROPERTIES ('table_type' = 'DELTA');
+
+-- corporate_actions: symbol, ex_date, kind, value, source, first_seen, factor; one small unpartitioned table
+CREATE EXTERNAL TABLE IF NOT EXISTS corporate_actions
+LOCATION 's3://YOUR-BUCKET/stock_assets/lake/corporate_actions/'
 TBLPROPERTIES ('table_type' = 'DELTA');

@@ -11,6 +11,7 @@ import sys
 import pyarrow as pa
 
 from stock_assets.schema import BAR_SCHEMA
+from stock_assets.transforms.actions import ACTIONS_SCHEMA
 from stock_assets.transforms.indicators import INDICATOR_SCHEMA
 from stock_assets.transforms.quality import DQ_SCHEMA
 
@@ -20,12 +21,14 @@ TABLES = {
     "prices_landed": ("lake/prices", BAR_SCHEMA),
     "dq_report": ("lake/dq_report", DQ_SCHEMA),
     "indicators": ("lake/indicators", INDICATOR_SCHEMA),
+    "corporate_actions": ("lake/corporate_actions", ACTIONS_SCHEMA),
 }
 
 
 def table_ddl(name: str, location: str, schema: pa.Schema) -> str:
     columns = ", ".join(f.name for f in schema)
-    return f"""-- {name}: {columns}; partitioned by year (of session), rows sorted by symbol
+    layout = "partitioned by year (of session), rows sorted by symbol" if "session" in schema.names else "one small unpartitioned table"
+    return f"""-- {name}: {columns}; {layout}
 CREATE EXTERNAL TABLE IF NOT EXISTS {name}
 LOCATION '{location}/'
 TBLPROPERTIES ('table_type' = 'DELTA');
