@@ -2,6 +2,7 @@
 deduplicated and checked in that order, and a sort or a group-by over 1 M rows costs far more than
 finding out that none is needed."""
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,3 +55,12 @@ def repeated_rows(table: pa.Table, columns: list[str] | tuple[str, ...]) -> np.n
 def only(table: pa.Table, mask: pa.Array | pa.ChunkedArray) -> pa.Table:
     """`table.filter(mask)`, not copied when every row is kept."""
     return table if mask.null_count == 0 and pc.all(mask).as_py() else table.filter(mask)
+
+
+def duckdb_over(**named: pa.Table) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection (UTC) on which each Arrow table is a view by its name."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name, table in named.items():
+        con.register(name, table)
+    return con

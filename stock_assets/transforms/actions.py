@@ -9,12 +9,12 @@ its ex-date). Adjusted prices are the traded ones times F; a split multiplies ea
 import datetime as dt
 from fractions import Fraction
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from stock_assets.calendar import nyse_calendar, session_positions
+from stock_assets.tables import duckdb_over
 
 KEY = ("symbol", "ex_date", "kind")
 ACTIONS_SCHEMA = pa.schema(
@@ -29,14 +29,6 @@ ACTIONS_SCHEMA = pa.schema(
     ]
 )
 FACTORS_SCHEMA = pa.schema([("adj_factor", pa.float64()), ("split_factor", pa.float64())])
-
-
-def _sql(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    for name, table in tables.items():
-        con.register(name, table)
-    return con
 
 
 def actions_from_bars(bars: pa.Table, first_seen: dt.datetime | None = None) -> pa.Table:
@@ -54,7 +46,7 @@ def actions_from_bars(bars: pa.Table, first_seen: dt.datetime | None = None) -> 
               UNION ALL
               SELECT *, 'dividend' AS kind, dividend AS value FROM bars WHERE dividend > 0)
         GROUP BY symbol, session, kind ORDER BY symbol, ex_date, kind"""
-    found = _sql(bars=bars).sql(query, params=None if first_seen is None else [first_seen]).to_arrow_table()
+    found = duckdb_over(bars=bars).sql(query, params=None if first_seen is None else [first_seen]).to_arrow_table()
     return found.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA)
 
 
@@ -69,7 +61,7 @@ def merge_actions(known: pa.Table, new: pa.Table) -> pa.Table:
         FROM known k FULL OUTER JOIN new n USING (symbol, ex_date, kind)
         ORDER BY symbol, ex_date, kind"""
     return (
-        _sql(known=known.cast(ACTIONS_SCHEMA), new=new.cast(ACTIONS_SCHEMA))
+        duckdb_over(known=known.cast(ACTIONS_SCHEMA), new=new.cast(ACTIONS_SCHEMA))
         .sql(query)
         .to_arrow_table()
         .cast(ACTIONS_SCHEMA)
@@ -98,7 +90,7 @@ def with_factors(actions: pa.Table, closes: pa.Table) -> pa.Table:
         FROM prior a LEFT JOIN (SELECT DISTINCT symbol, session, close FROM closes) c ON c.symbol = a.symbol AND c.session = a.prior
         ORDER BY symbol, ex_date, kind"""
     return (
-        _sql(prior=prior, closes=closes.select(["symbol", "session", "close"]))
+        duckdb_over(prior=prior, closes=closes.select(["symbol", "session", "close"]))
         .sql(query)
         .to_arrow_table()
         .cast(ACTIONS_SCHEMA)
@@ -126,7 +118,7 @@ def cumulative_factors(keys: pa.Table, actions: pa.Table) -> pa.Table:
         ORDER BY k.row"""
     numbered = keys.select(["symbol", "session"]).append_column("row", pa.array(np.arange(keys.num_rows)))
     return (
-        _sql(numbered=numbered, actions=actions.cast(ACTIONS_SCHEMA)).sql(query).to_arrow_table().cast(FACTORS_SCHEMA)
+        duckdb_over(numbered=numbered, actions=actions.cast(ACTIONS_SCHEMA)).sql(query).to_arrow_table().cast(FACTORS_SCHEMA)
     )
 
 
@@ -171,7 +163,7 @@ def changed(stored: pa.Table, applied: pa.Table) -> pa.Table:
         FROM stored s FULL OUTER JOIN applied a USING (symbol, ex_date, kind)
         WHERE s.factor IS DISTINCT FROM a.factor OR s.symbol IS NULL OR a.symbol IS NULL
         ORDER BY symbol, ex_date, kind"""
-    con = _sql(
+    con = duckdb_over(
         stored=stored.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA),
         applied=applied.select(ACTIONS_SCHEMA.names).cast(ACTIONS_SCHEMA),
     )
@@ -193,4 +185,4 @@ def disagreements(sent: pa.Table, ours: pa.Table) -> pa.Table:
     rows = pa.table(
         {"symbol": sent["symbol"], "session": sent["session"], "theirs": sent["adj_close"], "ours": ours["adj_close"]}
     )
-    return _sql(rows=rows).sql(query).to_arrow_table()
+    return duckdb_over(rows=rows).sql(query).to_arrow_table()

@@ -3,7 +3,6 @@ universe, partial bars, and unexplained jumps. Each returns dq_report rows per s
 
 import datetime as dt
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,15 +10,6 @@ import pyarrow.compute as pc
 from stock_assets import tables
 from stock_assets.schema import constant
 from stock_assets.transforms.quality import SAMPLE_SIZE, failing_by_session, session_rows
-
-
-def _con(**named: pa.Table) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    for name, table in named.items():
-        con.register(name, table)
-    return con
-
 
 KEY = ("symbol", "interval", "ts", "session")  # a bar's key, in the order the lake sorts by
 
@@ -33,7 +23,7 @@ def rows_per_session(bars: pa.Table, distinct_keys: bool = False) -> dict[dt.dat
         firsts = pc.filter(bars["session"], pa.array(tables.starts(bars, KEY)))
         return {c["values"]: c["counts"] for c in pc.value_counts(firsts).to_pylist()}
     distinct = "SELECT session, count(*) FROM (SELECT DISTINCT session, symbol, interval, ts FROM bars) GROUP BY session"
-    return dict(_con(bars=bars.select(list(KEY))).sql(distinct).fetchall())
+    return dict(tables.duckdb_over(bars=bars.select(list(KEY))).sql(distinct).fetchall())
 
 
 def reconcile(check: str, asset: str, sessions: list[dt.date], expected: dict, got: dict, what: tuple[str, str]) -> pa.Table:
@@ -71,7 +61,7 @@ def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], as
     """Per session, the symbols of the universe with no bar at all. WARN (a listing can pause, a
     symbol can be listed mid-window), ERROR when `absent` (absent_symbols) has `unexplained` ones."""
     expected = pa.table({"session": pa.array(sessions, pa.date32())}), pa.table({"symbol": pa.array(sorted(set(symbols)), pa.string())})
-    con = _con(bars=bars.select(["session", "symbol"]), sessions=expected[0], universe=expected[1])
+    con = tables.duckdb_over(bars=bars.select(["session", "symbol"]), sessions=expected[0], universe=expected[1])
     gaps = con.sql(
         "SELECT session, symbol FROM sessions CROSS JOIN universe ANTI JOIN bars USING (session, symbol) ORDER BY session, symbol"
     ).fetchall()  # only the missing (session, symbol) pairs come back to Python: usually none
@@ -87,7 +77,7 @@ def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, 
     """Bars fetched before they ended (a daily bar before its session's close): WARN."""
     closing = pa.table({"session": list(closes), "close_at": pa.array(list(closes.values()), pa.timestamp("us", tz="UTC"))})
     marked = bars.select(["session", "ts", "interval", "ingested_at"]).append_column("_row", pa.array(np.arange(bars.num_rows, dtype=np.int64)))
-    rows = _con(bars=marked, closing=closing).sql(
+    rows = tables.duckdb_over(bars=marked, closing=closing).sql(
         """
         SELECT _row FROM bars LEFT JOIN closing USING (session)
         WHERE ingested_at < CASE WHEN interval = '1d' THEN close_at
@@ -138,7 +128,7 @@ def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold
         unexplained = pc.fill_null(pc.equal(bars["split_coefficient"], 1.0), True).to_numpy(zero_copy_only=False)
         return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(bars, pa.array(moved & unexplained)))
     both = pa.concat_tables([previous.select(columns), bars.select(columns)]).append_column("_window", pa.concat_arrays([constant(False, pa.bool_(), previous.num_rows), constant(True, pa.bool_(), bars.num_rows)]))
-    moved = _con(bars=both).sql(
+    moved = tables.duckdb_over(bars=both).sql(
         f"""
         SELECT symbol, session FROM (
             SELECT *, coalesce(adj_close, close) / lag(coalesce(adj_close, close)) OVER (PARTITION BY symbol, interval ORDER BY ts) - 1 AS move
