@@ -4,6 +4,7 @@ one transaction. PostgreSQL has no COPY from S3, so that one statement is played
 the manifest's objects and inserting their rows in file column order, as Redshift does, on the
 load's own (psycopg2) connection and transaction."""
 
+import datetime as dt
 import json
 
 import psycopg2
@@ -15,6 +16,8 @@ import pytest
 
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
+from stock_assets.restatement import describe_restated, pending, restate, write_actions
+from stock_assets.transforms.actions import ACTIONS_SCHEMA, adjust
 from stock_assets.transforms.quality import RULES, evaluate
 from stock_assets.warehouse import ddl
 from stock_assets.warehouse.redshift import RedshiftWarehouse
@@ -119,3 +122,47 @@ def test_a_redshift_url_goes_through_the_postgresql_driver(lake):
     assert engine.dsn() == "postgresql://loader:pw@cluster.example:5439/dev"
     assert engine.describe() == "redshift://loader:***@cluster.example:5439/dev"
     assert pa.types.is_date32(bars(JAN).schema.field("session").type)
+
+
+def test_prices_carry_their_adj_factor_though_the_lakes_files_have_none(redshift, lake):
+    """lake/deduped holds adj_close but not adj_factor: COPYing its files alone left the
+    warehouse's adj_factor NULL, so the rows the asset returned are staged instead."""
+    data = bars(JAN)
+    layout.write_sessions(lake, "lake/deduped", data, JAN)
+    split = pa.table({"symbol": ["AAPL"], "ex_date": [JAN[10]], "kind": ["split"], "value": [4.0], "source": ["test"],
+                      "first_seen": pa.array([None], pa.timestamp("us", tz="UTC")), "factor": [0.25]}).cast(ACTIONS_SCHEMA)
+    priced = adjust(data, split)
+    assert "adj_factor" not in delta.open_table(lake, "lake/deduped").schema().to_arrow().names
+    redshift.replace_window("prices", priced, JAN[0], JAN[-1], lake_prefix="lake/deduped")
+    factors = redshift.query("SELECT symbol, session, adj_factor FROM prices ORDER BY symbol, session")
+    assert factors["adj_factor"].null_count == 0
+    assert factors.to_pylist() == priced.select(["symbol", "session", "adj_factor"]).sort_by([("symbol", "ascending"), ("session", "ascending")]).to_pylist()
+    assert rows(redshift) == as_rows(priced)
+    assert lake.list_files("warehouse/staging/prices") == [f"warehouse/staging/prices/{JAN[0]}_{JAN[-1]}.parquet"]
+
+
+def test_a_restatement_on_redshift_equals_the_same_on_duckdb(redshift, lake, tmp_path):
+    """A 4:1 split of AAPL known after its sessions loaded: Redshift's prices (adjusted columns and
+    adj_factor), indicators and corporate_actions equal DuckDB's, MSFT's rows are untouched."""
+    data = bars(JAN)
+    duck = warehouse_for_url(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    layout.write_sessions(lake, "lake/deduped", data, JAN)
+    loaded = adjust(data, ACTIONS_SCHEMA.empty_table())
+    for store in (redshift, duck):
+        store.replace_window("prices", loaded, JAN[0], JAN[-1], lake_prefix="lake/deduped")
+    msft_before = rows(redshift, where="symbol = 'MSFT'")
+    split = pa.table({"symbol": ["AAPL"], "ex_date": [JAN[10]], "kind": ["split"], "value": [4.0], "source": ["test"],
+                      "first_seen": pa.array([dt.datetime(2024, 2, 1, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC")), "factor": [0.25]})
+    write_actions(lake, split.cast(ACTIONS_SCHEMA), ["AAPL"])
+    assert pending(lake, redshift).num_rows == 1
+    when = dt.datetime(2024, 2, 1, 22, tzinfo=dt.UTC)
+    said = restate(lake, redshift, ["AAPL"], [], "run-1", when)
+    assert [describe_restated(s) for s in said] == [f"AAPL: 4:1 split on {JAN[10]} — 10 earlier sessions restated, indicators recomputed"]
+    restate(lake, duck, ["AAPL"], [], "run-1", when)
+    assert pending(lake, redshift).num_rows == 0
+    for table in ("prices", "indicators", "corporate_actions"):
+        assert rows(redshift, table) == rows(duck, table), table
+    aapl = redshift.query("SELECT close, adj_close, adj_factor FROM prices WHERE symbol = 'AAPL' ORDER BY session")
+    assert aapl["adj_factor"].to_pylist() == [0.25] * 10 + [1.0] * (len(JAN) - 10)
+    assert aapl["adj_close"].to_pylist() == pc.multiply(aapl["close"], aapl["adj_factor"]).to_pylist()
+    assert rows(redshift, where="symbol = 'MSFT'") == msft_before

@@ -13,8 +13,9 @@ Which files:
   in a manifest: one COPY per window. A file holds a year, so it may hold sessions outside the
   window: the insert takes the window's only, and the per-session count check catches any file
   that disagrees with the rows the asset returned.
-- Otherwise: the Arrow table written as one Parquet object under warehouse/staging/ and COPYed
-  the same way.
+- Otherwise, or when the asset's rows carry a column the lake's files lack (`prices`' adj_factor,
+  derived from the corporate actions; lake/deduped keeps adj_close only): the Arrow table written
+  as one Parquet object under warehouse/staging/ and COPYed the same way.
 Manifests stay in the lake (warehouse/manifests/<table>/<first>_<last>.manifest): the record of
 what each window's last load read.
 
@@ -113,8 +114,11 @@ class RedshiftWarehouse(PostgresWarehouse):
             cur.execute(stage_sql(table, data.schema))
             return insert_sql(table, data.column_names)
         entries = self._files(table, data, first, last, lake_prefix)
-        manifest = self._manifest(table, entries, first, last)
         file_schema = pq.read_schema(entries[0][0].removeprefix("s3://"), filesystem=self.lake.fs)
+        if lake_prefix and set(data.column_names) - set(file_schema.names):  # prices' adj_factor: not in lake/deduped
+            entries = self._files(table, data, first, last, None)
+            file_schema = pq.read_schema(entries[0][0].removeprefix("s3://"), filesystem=self.lake.fs)
+        manifest = self._manifest(table, entries, first, last)
         create, copy = copy_statements(table, file_schema, manifest, self.iam_role)
         cur.execute(create)
         self._copy(cur, copy)
