@@ -163,6 +163,21 @@ def test_a_split_explained_by_its_coefficient_does_not_warn():
     assert report.filter(pc.invert(report["passed"])).select(["session", "sample"]).to_pylist() == [{"session": dt.date(2014, 6, 9), "sample": "AAPL@2014-06-09"}]
 
 
+def test_a_split_without_its_step_in_the_traded_price_warns():
+    """The zipline csvdir AAPL file as recorded holds split-adjusted prices AND a 7:1 split on
+    2014-06-09: adjusting them again would divide the years before by 7 twice."""
+    recorded_bars = from_landing_csv(
+        fixture_bytes("csv/zipline_csvdir_AAPL_2012-2014_with_dividend_split.csv").replace(b"date,", b"symbol,date,", 1).replace(b"\n2", b"\nAAPL,2"),
+        source="seed", ingested_at=dt.datetime(2025, 1, 2, tzinfo=UTC),
+    )
+    sessions = sessions_between("2012-01-03", "2014-06-02", "2014-06-13")
+    previous = recorded_bars.filter(pc.less(recorded_bars["session"], pa.scalar(sessions[0])))
+    window = recorded_bars.filter(pc.greater_equal(recorded_bars["session"], pa.scalar(sessions[0])))
+    for ordered in (window, window.take(pa.array(range(window.num_rows - 1, -1, -1)))):  # NumPy's path and DuckDB's
+        report = jumps(ordered, previous, sessions, 0.25, "d")
+        assert report.filter(pc.invert(report["passed"])).select(["session", "sample"]).to_pylist() == [{"session": dt.date(2014, 6, 9), "sample": "AAPL@2014-06-09"}]
+
+
 def test_a_bar_fetched_before_the_close_is_flagged_partial():
     day = dt.date(2024, 1, 2)
     close = dt.datetime(2024, 1, 2, 21, tzinfo=UTC)  # 16:00 New York

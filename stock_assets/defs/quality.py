@@ -42,7 +42,8 @@ CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)
     ("deduped_rows_reconcile", "Deduped rows equal the lake's distinct keys, per session.", "ERROR"),
     ("prices_complete", COMPLETE, "ERROR"),  # fails as WARN but for a symbol absent without a known reason
     ("prices_final_bars", "No bar was fetched before it ended (a partial bar will change).", "WARN"),
-    ("prices_no_unexplained_jumps", "No bar-over-bar move beyond the threshold without a split coefficient.", "WARN"),
+    ("prices_no_unexplained_jumps", ("No bar-over-bar move beyond the threshold without a split coefficient, and no split without "
+                                     "its step in the traded close (split-adjusted input would be adjusted twice)."), "WARN"),
 ]
 
 

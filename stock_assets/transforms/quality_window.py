@@ -114,9 +114,15 @@ def _moves_in_order(bars: pa.Table, previous: pa.Table) -> np.ndarray:
         return price / before - 1
 
 
+def _traded(bars: pa.Table) -> pa.Table:
+    return bars.set_column(bars.schema.get_field_index("adj_close"), "adj_close", pa.nulls(bars.num_rows, pa.float64()))
+
+
 def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold: float, asset: str) -> pa.Table:
     """Bar-over-bar moves beyond `threshold` (on adj_close where given, else close) that a
-    split coefficient on that bar does not explain: WARN. In NumPy when the window is in series
+    split coefficient on that bar does not explain, and splits of r whose traded close did not
+    move by about 1/r (close / previous close × r off 1 by more than `threshold`: prices that
+    are split-adjusted already, which our adjustment would divide again): WARN. In NumPy when the window is in series
     order (as the lake hands it over) and after `previous`, else by a window function in DuckDB."""
     columns = ["symbol", "session", "ts", "interval", "close", "adj_close", "split_coefficient"]
     in_order = bars.num_rows > 1 and tables.is_sorted(bars, SERIES) and not any(previous[c].null_count for c in SERIES)
@@ -126,14 +132,20 @@ def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold
         with np.errstate(invalid="ignore"):
             moved = np.abs(_moves_in_order(bars, previous.select(columns))) > float(threshold)
         unexplained = pc.fill_null(pc.equal(bars["split_coefficient"], 1.0), True).to_numpy(zero_copy_only=False)
-        return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(bars, pa.array(moved & unexplained)))
+        ratio = bars["split_coefficient"].to_numpy(zero_copy_only=False).astype(float)  # nulls: NaN
+        traded = _moves_in_order(_traded(bars), _traded(previous.select(columns)))
+        with np.errstate(invalid="ignore"):
+            stepless = ~unexplained & (np.abs((1 + traded) * ratio - 1) > float(threshold))
+        return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(bars, pa.array((moved & unexplained) | stepless)))
     both = pa.concat_tables([previous.select(columns), bars.select(columns)]).append_column("_window", pa.concat_arrays([constant(False, pa.bool_(), previous.num_rows), constant(True, pa.bool_(), bars.num_rows)]))
     moved = tables.duckdb_over(bars=both).sql(
         f"""
         SELECT symbol, session FROM (
-            SELECT *, coalesce(adj_close, close) / lag(coalesce(adj_close, close)) OVER (PARTITION BY symbol, interval ORDER BY ts) - 1 AS move
+            SELECT *, coalesce(adj_close, close) / lag(coalesce(adj_close, close)) OVER (PARTITION BY symbol, interval ORDER BY ts) - 1 AS move,
+                   close / lag(close) OVER (PARTITION BY symbol, interval ORDER BY ts) * split_coefficient - 1 AS step
             FROM bars)
-        WHERE _window AND abs(move) > {float(threshold)} AND NOT isnan(move) AND coalesce(split_coefficient, 1.0) = 1.0
+        WHERE _window AND ((abs(move) > {float(threshold)} AND NOT isnan(move) AND coalesce(split_coefficient, 1.0) = 1.0)
+                           OR (coalesce(split_coefficient, 1.0) <> 1.0 AND abs(step) > {float(threshold)} AND NOT isnan(step)))
         """
     ).to_arrow_table()
     return session_rows("prices_no_unexplained_jumps", "WARN", asset, sessions, *failing_by_session(moved, constant(True, pa.bool_(), moved.num_rows)))
