@@ -157,3 +157,8 @@ def test_a_later_window_with_a_dividend_and_a_split_equals_one_clean_load(provid
 
     again = load(history, B)
     assert restated(again) == [] and tables_of(history) == after  # a re-run changes nothing
+
+    reverse = settings(tmp_path / "reverse")  # the later window first, the earlier one after it
+    load(reverse, B)
+    load(reverse, A)
+    assert tables_of(reverse) == once
