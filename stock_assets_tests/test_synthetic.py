@@ -71,8 +71,8 @@ def test_each_fault_damages_exactly_what_it_says(fault, check):
 def test_unknown_fault_and_interval_are_named_errors():
     with pytest.raises(ValueError, match="unknown STOCK_ASSETS_SYNTHETIC_FAULTS"):
         SyntheticProvider(faults=("gremlins",)).fetch(["AAPL"], [dt.date(2024, 1, 2)], "1d")
-    with pytest.raises(ValueError, match="daily bars only"):
-        SyntheticProvider().fetch(["AAPL"], [dt.date(2024, 1, 2)], "5min")
+    with pytest.raises(ValueError, match="makes 1d and 1min, 5min, 15min, 30min, 60min bars, not '2min'"):
+        SyntheticProvider().fetch(["AAPL"], [dt.date(2024, 1, 2)], "2min")
 
 
 def actions(symbol, first, last):

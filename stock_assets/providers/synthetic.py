@@ -12,9 +12,10 @@ takes D off the price on its ex-date, and the walk goes on from there. Each bar 
 `split_coefficient` (r, else 1.0) and `dividend` (D, else 0.0), as Alpha Vantage's adjusted
 series does; `adj_close` is left empty: the pipeline derives it from the actions.
 
-Like a real feed, it knows what time it is: a session that has not opened has no bar, and a
-session in progress has a partial one (the day so far: open, the walk part of the way to the
-close, volume in proportion), fetched before the close, which `prices_final_bars` reports.
+Intraday bars too (1min, 5min, 15min, 30min, 60min: synthetic_intraday.py), for any session,
+which aggregate exactly to its daily bar. Like a real feed, it knows what time it is (`clock`):
+a session that has not opened has no bar; of a session in progress, the intraday bars ended by
+now, and a partial daily bar that is their aggregate (`prices_final_bars` reports it).
 """
 
 import datetime as dt
@@ -30,6 +31,7 @@ import pyarrow.csv as pacsv
 
 from stock_assets.calendar import nyse_calendar, session_bounds
 from stock_assets.clock import now as pipeline_now
+from stock_assets.providers import synthetic_intraday as intraday
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.seed_csv import from_landing_csv
 from stock_assets.settings import SYNTHETIC_FAULTS
@@ -62,6 +64,13 @@ def synthetic_bars(symbol: str, sessions: list[dt.date]) -> pd.DataFrame:
     if not sessions:
         return pd.DataFrame(columns=CSV_COLUMNS)
     return _walk(symbol, *_positions(sessions))
+
+
+def synthetic_intraday(symbol: str, session: dt.date, interval: str) -> pd.DataFrame:
+    """The whole of `session`'s `interval` bars of `symbol`, whatever the time: they aggregate
+    exactly to its synthetic_bars bar (synthetic_intraday.INTRADAY_COLUMNS, ts a UTC bar start)."""
+    daily = synthetic_bars(symbol, [session])
+    return intraday.bars(daily, _seeds(daily), interval)
 
 
 def _actions(symbol: str, value: np.ndarray, p0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -155,34 +164,36 @@ def inject_faults(frame: pd.DataFrame, faults: tuple[str, ...], symbols: list[st
     return frame
 
 
-def as_of(frame: pd.DataFrame, now: dt.datetime) -> tuple[pd.DataFrame, list[dt.date], list[dt.date]]:
-    """The bars a feed has at `now`: (bars, sessions not yet open, sessions in progress)."""
-    if frame.empty:
-        return frame, [], []
-    last = dt.date.fromisoformat(frame["date"].max())
-    closes = session_bounds(last)[1]
-    if now >= closes:  # the usual case: every session asked for has ended
-        return frame, [], []
+def _unfinished(frame: pd.DataFrame, now: dt.datetime) -> tuple[list[dt.date], list[dt.date]]:
+    """(sessions not yet open, sessions in progress) among those of `frame`, at `now`."""
+    if frame.empty or now >= session_bounds(dt.date.fromisoformat(frame["date"].max()))[1]:
+        return [], []  # the usual case: every session asked for has ended
     unfinished = []  # the last sessions asked for that have not closed, newest first
     for day in sorted({dt.date.fromisoformat(d) for d in frame["date"].unique()}, reverse=True):
         if session_bounds(day)[1] <= now:
             break
         unfinished.append(day)
     future = sorted(d for d in unfinished if session_bounds(d)[0] > now)
-    running = sorted(set(unfinished) - set(future))
+    return future, sorted(set(unfinished) - set(future))
+
+
+def _seeds(frame: pd.DataFrame) -> np.ndarray:
+    return np.array(frame["symbol"].map({s: _seed(s) for s in frame["symbol"].unique()}).tolist(), dtype=np.uint64)
+
+
+def as_of(frame: pd.DataFrame, now: dt.datetime, interval: str = "1d") -> tuple[pd.DataFrame, list[dt.date], list[dt.date]]:
+    """The bars a feed has at `now`, from the daily bars of `frame`: (bars, sessions not yet open,
+    sessions in progress). Intraday: the bars ended by `now`. Daily: a session in progress has
+    the aggregate of its minutes ended by `now`, one not open yet no bar."""
+    future, running = _unfinished(frame, now)
+    if interval != "1d":
+        return intraday.bars(frame, _seeds(frame), interval, until=now), future, running
     frame = frame[~frame["date"].isin([str(d) for d in future])].copy()
     for day in running:
-        opened, closing = session_bounds(day)
-        part = (now - opened) / (closing - opened)
-        rows = frame["date"] == str(day)
-        o, c = frame.loc[rows, "open"], frame.loc[rows, "close"]
-        close = np.round(o * (c / o) ** part, 4)
-        frame.loc[rows, "close"] = close
-        frame.loc[rows, "high"] = np.round(np.maximum(np.minimum(frame.loc[rows, "high"], np.maximum(o, close) * (1 + 0.002 * part)), np.maximum(o, close)), 4)
-        frame.loc[rows, "low"] = np.round(np.minimum(np.maximum(frame.loc[rows, "low"], np.minimum(o, close) * (1 - 0.002 * part)), np.minimum(o, close)), 4)
-        frame.loc[rows, "volume"] = np.round(frame.loc[rows, "volume"] * part).astype(np.int64)
-        frame.loc[rows, "trades"] = np.maximum(frame.loc[rows, "volume"] // 120, 1)
-        frame.loc[rows, "vwap"] = np.round((frame.loc[rows, "high"] + frame.loc[rows, "low"] + close) / 3, 4)
+        rows = (frame["date"] == str(day)).to_numpy()
+        partial = intraday.so_far(frame[rows], _seeds(frame[rows]), now)
+        for column in ("high", "low", "close", "volume", "trades", "vwap"):
+            frame.loc[rows, column] = partial[column].to_numpy()
     return frame, future, running
 
 
@@ -194,26 +205,29 @@ class SyntheticProvider:
     name: str = "synthetic"
     reuse_fetched: bool = False  # fetching is free and deterministic
     clock: Callable[[], dt.datetime] = pipeline_now  # tests set the time (or move stock_assets.clock)
+    live_delay: dt.timedelta = dt.timedelta(0)  # a bar is there the moment it ends
 
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
-        if interval != "1d":
-            raise ValueError(f"the synthetic provider makes daily bars only, not {interval!r}")
+        if interval != "1d" and interval not in intraday.STEPS:
+            raise ValueError(f"the synthetic provider makes 1d and {', '.join(intraday.STEPS)} bars, not {interval!r}")
         if not symbols or not sessions:
             return FetchResult()  # nothing asked: raw_prices says why, before it calls here
         ingested_at = self.clock()
         positions = _positions(sessions)
         frame = pd.concat([_walk(s, *positions) for s in symbols], ignore_index=True)
-        frame, future, running = as_of(frame, ingested_at)
+        frame, future, running = as_of(frame, ingested_at, interval)
         result = FetchResult()
         if future:
             result.notes.append(f"sessions not yet open at {ingested_at:%Y-%m-%d %H:%M} UTC, no bars: {', '.join(map(str, future))}")
         if running:
-            result.notes.append(f"sessions in progress, partial bars (they will change): {', '.join(map(str, running))}")
+            what = "partial bars (they will change)" if interval == "1d" else f"the bars ended by {ingested_at:%H:%M} UTC"
+            result.notes.append(f"sessions in progress, {what}: {', '.join(map(str, running))}")
+        traded = set(frame["symbol"])  # none before a first bar has ended
         frame = inject_faults(frame, self.faults, symbols)
         by_symbol = dict(tuple(frame.groupby("symbol", sort=False)))
         for symbol in symbols:
             rows = by_symbol.get(symbol)
-            if rows is None and future and not running and len(future) == len(sessions):
+            if symbol not in traded:
                 continue  # nothing has traded yet: no payload, and nothing failed
             if rows is None:  # like a provider that answers with no bars
                 result.failures[symbol] = "no bars returned (synthetic fault missing_symbol)"
@@ -227,7 +241,7 @@ class SyntheticProvider:
                     last_session=sessions[-1],
                     ingested_at=ingested_at,
                     extension="csv",
-                    body=_csv(rows),
+                    body=_csv(rows[CSV_COLUMNS if interval == "1d" else intraday.INTRADAY_COLUMNS]),
                 )
             )
         return result
@@ -235,10 +249,11 @@ class SyntheticProvider:
 
 def _csv(rows: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
-    table = pa.Table.from_pandas(rows[CSV_COLUMNS], preserve_index=False)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
     pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed", quoting_header="none"))
     return buf.getvalue()
 
 
 def parse_synthetic(payload: RawPayload) -> pa.Table:
-    return from_landing_csv(payload.body, source=payload.provider, ingested_at=payload.ingested_at, name=f"synthetic {payload.symbol}")
+    name = f"synthetic {payload.symbol}"
+    return from_landing_csv(payload.body, source=payload.provider, ingested_at=payload.ingested_at, interval=payload.interval, name=name)
