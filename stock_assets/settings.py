@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from stock_assets.schema import InvalidSymbolError, validate_symbol
 
 INTERVALS = ("1d", "60min", "30min", "15min", "5min", "1min")
+LIVE_INTERVALS = ("1min", "5min", "15min", "30min", "60min")  # the session in progress: intraday bars only
 PROVIDERS = ("synthetic", "alphavantage", "polygon", "csvdir")
 SYNTHETIC_FAULTS = ("nulls", "zeros", "duplicates", "ohlc", "missing_symbol", "missing_session", "split_jump")
 BOOLEANS = ("true", "false", "1", "0", "yes", "no")
@@ -145,6 +146,8 @@ class Settings:
     rows_per_run: int = ROWS_PER_RUN  # the most bars one run of a backfill takes (STOCK_ASSETS_ROWS_PER_RUN)
     lake_retention_days: float = 30.0  # lake versions this recent stay readable "as of" (and the production one, always)
     csvdir_url: str = ""  # provider csvdir: the folder or s3://bucket/prefix holding <SYMBOL>.csv files
+    live_interval: str = "5min"  # live_prices' bars of the session in progress (STOCK_ASSETS_LIVE_INTERVAL)
+    live_refresh_minutes: int = 15  # live_session_schedule's period, from the open (STOCK_ASSETS_LIVE_REFRESH_MINUTES)
 
     @classmethod
     def from_env(cls, env: dict | None = None, today: dt.date | None = None) -> "Settings":
@@ -211,4 +214,6 @@ class Settings:
             lake_retention_days=_number(env, "STOCK_ASSETS_LAKE_RETENTION_DAYS", "30", high=36_500, above=True),
             rows_per_run=_number(env, "STOCK_ASSETS_ROWS_PER_RUN", str(ROWS_PER_RUN), int, 1, 1_000_000_000),
             csvdir_url=csvdir_url,
+            live_interval=_choice(env, "STOCK_ASSETS_LIVE_INTERVAL", "5min", LIVE_INTERVALS),
+            live_refresh_minutes=_number(env, "STOCK_ASSETS_LIVE_REFRESH_MINUTES", "15", int, 1, 390),  # 390: one session
         )
