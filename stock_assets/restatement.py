@@ -23,6 +23,7 @@ from stock_assets.lake import delta
 from stock_assets.lake.damage import readable
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.schema import BAR_SCHEMA, conform
+from stock_assets.tables import duckdb_over
 from stock_assets.transforms.actions import (
     ACTIONS_SCHEMA,
     adjust,
@@ -70,7 +71,8 @@ def write_actions(storage: LakeStorage, actions: pa.Table, symbols) -> None:
 
 def closes_before(storage: LakeStorage, actions: pa.Table, window: pa.Table) -> pa.Table:
     """The traded closes a dividend is measured against (symbol, session, close): the session
-    before each dividend's ex-date, from the run's deduped window, else lake/deduped."""
+    before each dividend's ex-date, from the run's deduped window, else lake/deduped; of
+    intraday bars, the session's last (its close)."""
     dividends = actions.filter(pc.equal(actions["kind"], "dividend"))
     if not dividends.num_rows:
         return pa.table(
@@ -82,10 +84,12 @@ def closes_before(storage: LakeStorage, actions: pa.Table, window: pa.Table) -> 
         )
     wanted = sorted(set(previous_sessions(dividends["ex_date"]).to_pylist()))
     loaded = delta.read_window(storage, "lake/deduped", wanted, symbols=sorted(set(dividends["symbol"].to_pylist())))
-    window = window.select(["symbol", "session", "close"])
+    window = window.select(["symbol", "session", "ts", "close"])
     if window.num_rows:
         loaded = loaded.filter(pc.invert(pc.is_in(loaded["session"], value_set=pc.unique(window["session"]))))
-    return pa.concat_tables([window, loaded.select(["symbol", "session", "close"])])
+    bars = pa.concat_tables([window, loaded.select(["symbol", "session", "ts", "close"]).cast(window.schema)])
+    last = "SELECT symbol, session, arg_max(close, ts) AS close FROM bars GROUP BY symbol, session ORDER BY symbol, session"
+    return duckdb_over(bars=bars).sql(last).to_arrow_table()
 
 
 def update_actions(storage: LakeStorage, found: pa.Table, window: pa.Table, symbols) -> pa.Table:

@@ -7,7 +7,10 @@ fake true range on a split day. TA-Lib does the arithmetic, one call per (symbol
 series and indicator; the rest is vectorized NumPy. A bar without a positive high, low,
 close and price is left out of its series and gets NULLs. A series that skips an NYSE session
 (a hole in the loaded history, or a bar left out) starts again after it: indicators whose
-window reaches across the hole are NULL, never averaged over it.
+window reaches across the hole are NULL, never averaged over it. Intraday series are
+session-aware the same way: a symbol's hourly bars run on from one session's last bar to the
+next session's first (the overnight move is one bar's), a skipped session breaks them, and the
+volatility is annualized by the bars of a year (252 sessions × settings.BARS_PER_SESSION).
 
 A window is computed from a bounded lookback (`indicators_for_window`): SMAs and the
 volatility need at most 200 bars, and the EMA-family values (EMA, MACD, RSI, ATR) forget
@@ -26,6 +29,7 @@ import talib
 
 from stock_assets import tables
 from stock_assets.calendar import session_offset, session_positions
+from stock_assets.settings import BARS_PER_SESSION
 from stock_assets.warehouse.ddl import window_sql
 
 LOOKBACK_SESSIONS = 400
@@ -41,11 +45,12 @@ INDICATOR_SCHEMA = pa.schema(
     + [("price_basis", pa.string())]  # "adj_close" or "close": what the price columns were computed on
 )
 PRICE_COLUMNS = ("high", "low", "close", "adj_close")
-TRADING_DAYS = 252
+TRADING_DAYS = 252  # sessions a year
 
 
-def series_indicators(price: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
-    """Every indicator of one (symbol, interval) series in time order; NaN where not defined yet."""
+def series_indicators(price: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, bars_a_year: float = TRADING_DAYS) -> dict[str, np.ndarray]:
+    """Every indicator of one (symbol, interval) series in time order; NaN where not defined yet.
+    The volatility is annualized by √bars_a_year: 252 daily bars, 252 × 7 hourly ones."""
     out = {f"sma_{n}": talib.SMA(price, n) for n in (7, 20, 30, 50, 200)}
     out["ema_12"], out["ema_26"] = talib.EMA(price, 12), talib.EMA(price, 26)
     out["macd"], out["macd_signal"], out["macd_hist"] = talib.MACD(price, 12, 26, 9)
@@ -57,7 +62,7 @@ def series_indicators(price: np.ndarray, high: np.ndarray, low: np.ndarray, clos
     volatility = np.full(len(price), np.nan)
     if len(price) >= 20:  # sample std of the last 20 log returns, annualized; NaN until 20 exist
         windows = np.lib.stride_tricks.sliding_window_view(log_return, 20)
-        volatility[19:] = windows.std(axis=1, ddof=1) * np.sqrt(TRADING_DAYS)
+        volatility[19:] = windows.std(axis=1, ddof=1) * np.sqrt(bars_a_year)
     with np.errstate(divide="ignore", invalid="ignore"):
         out |= {
             "bb_upper": upper, "bb_middle": middle, "bb_lower": lower,
@@ -93,6 +98,7 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
     position = session_positions(_days(bars["session"])) if n else np.zeros(0, np.int64)
     for start, stop in zip(starts, [*starts[1:], n]):  # one slice per (symbol, interval) series
         rows = start + np.flatnonzero(valid[start:stop])
+        bars_a_year = TRADING_DAYS * BARS_PER_SESSION.get(bars["interval"][int(start)].as_py(), 1)
         # A session the series skips is a hole: each stretch between holes is its own series,
         # so no value is ever averaged across one (the first bars after a hole are NULL again).
         for stretch in np.split(rows, np.flatnonzero(np.diff(position[rows]) > 1) + 1):
@@ -100,7 +106,7 @@ def compute_indicators(bars: pa.Table) -> pa.Table:
                 # Usually every row of the series: a slice then (views in, a copy out), not a gather and a scatter.
                 at = slice(stretch[0], stretch[-1] + 1) if stretch[-1] - stretch[0] + 1 == stretch.size else stretch
                 f = factor[at]
-                series = series_indicators(price[at], high[at] * f, low[at] * f, close[at] * f)
+                series = series_indicators(price[at], high[at] * f, low[at] * f, close[at] * f, bars_a_year)
                 for name, column in series.items():
                     values[name][at] = column
 

@@ -74,14 +74,15 @@ def completeness(bars: pa.Table, sessions: list[dt.date], symbols: list[str], as
 
 
 def partial_bars(bars: pa.Table, sessions: list[dt.date], closes: dict[dt.date, dt.datetime], asset: str) -> pa.Table:
-    """Bars fetched before they ended (a daily bar before its session's close): WARN."""
+    """Bars fetched before they ended (a daily bar before its session's close, an intraday bar
+    before its start + interval or the close, whichever comes first: 15:30's 60min bar ends at 16:00): WARN."""
     closing = pa.table({"session": list(closes), "close_at": pa.array(list(closes.values()), pa.timestamp("us", tz="UTC"))})
     marked = bars.select(["session", "ts", "interval", "ingested_at"]).append_column("_row", pa.array(np.arange(bars.num_rows, dtype=np.int64)))
     rows = tables.duckdb_over(bars=marked, closing=closing).sql(
         """
         SELECT _row FROM bars LEFT JOIN closing USING (session)
         WHERE ingested_at < CASE WHEN interval = '1d' THEN close_at
-              ELSE ts + to_minutes(CAST(regexp_extract(interval, '(\\d+)min', 1) AS INTEGER)) END
+              ELSE least(ts + to_minutes(CAST(regexp_extract(interval, '(\\d+)min', 1) AS INTEGER)), close_at) END
         """
     ).fetchall()
     mask = constant(False, pa.bool_(), bars.num_rows) if not rows else pc.is_in(marked["_row"], value_set=pa.array([r[0] for r in rows], pa.int64()))
@@ -118,6 +119,16 @@ def _traded(bars: pa.Table) -> pa.Table:
     return bars.set_column(bars.schema.get_field_index("adj_close"), "adj_close", pa.nulls(bars.num_rows, pa.float64()))
 
 
+def _split_on_first_bar(bars: pa.Table) -> pa.Table:
+    """`bars` (in SERIES order) with split_coefficient 1.0 on every bar but the first of its session:
+    intraday bars all carry their session's split, which explains the move into the session only."""
+    first = tables.starts(bars, ("symbol", "interval", "session"))
+    if first.all():  # daily bars
+        return bars
+    at = bars.schema.get_field_index("split_coefficient")
+    return bars.set_column(at, "split_coefficient", pc.if_else(pa.array(first), bars["split_coefficient"], 1.0))
+
+
 def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold: float, asset: str) -> pa.Table:
     """Bar-over-bar moves beyond `threshold` (on adj_close where given, else close) that a
     split coefficient on that bar does not explain, and splits of r whose traded close did not
@@ -129,6 +140,7 @@ def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold
     if in_order and previous.num_rows:
         in_order = pc.max(previous["ts"]).as_py() < pc.min(bars["ts"]).as_py()
     if in_order:
+        bars = _split_on_first_bar(bars)
         with np.errstate(invalid="ignore"):
             moved = np.abs(_moves_in_order(bars, previous.select(columns))) > float(threshold)
         unexplained = pc.fill_null(pc.equal(bars["split_coefficient"], 1.0), True).to_numpy(zero_copy_only=False)
@@ -143,7 +155,8 @@ def jumps(bars: pa.Table, previous: pa.Table, sessions: list[dt.date], threshold
         SELECT symbol, session FROM (
             SELECT *, coalesce(adj_close, close) / lag(coalesce(adj_close, close)) OVER (PARTITION BY symbol, interval ORDER BY ts) - 1 AS move,
                    close / lag(close) OVER (PARTITION BY symbol, interval ORDER BY ts) * split_coefficient - 1 AS step
-            FROM bars)
+            FROM (SELECT * REPLACE (CASE WHEN lag(session) OVER (PARTITION BY symbol, interval ORDER BY ts) IS DISTINCT FROM session
+                                         THEN split_coefficient ELSE 1.0 END AS split_coefficient) FROM bars))
         WHERE _window AND ((abs(move) > {float(threshold)} AND NOT isnan(move) AND coalesce(split_coefficient, 1.0) = 1.0)
                            OR (coalesce(split_coefficient, 1.0) <> 1.0 AND abs(step) > {float(threshold)} AND NOT isnan(step)))
         """
