@@ -1,25 +1,32 @@
 """The dashboard asset, for real: the whole graph materialized into a temporary home, then the
 one HTML file it wrote opened in headless chromium (every panel drawn, the symbol picker
 switches symbols, no console error, no network request), a full-page screenshot kept as a
-test artifact; the PNG preview in its metadata decoded; the atomic write."""
+test artifact; the PNG preview in its metadata decoded; the atomic write. Today so far: a
+copy of that warehouse given a `live_prices` table, re-rendered by render_dashboard."""
 
 import base64
+import datetime as dt
 import functools
 import io
 import os
 import re
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from stock_assets.calendar import session_bounds
 from stock_assets.cli import materialize_range
+from stock_assets.reports.dashboard import render_dashboard
 from stock_assets.reports.figures import PANELS
 from stock_assets.reports.page import write_atomic
 from stock_assets.reports.resource import ReportsResource
 from stock_assets.settings import Settings
+from stock_assets.warehouse.warehouse import warehouse_for_url
 from stock_assets_tests.browser import Chromium, chromium_binary
 from stock_assets_tests.conftest import SYMBOLS, defs_for
 
@@ -155,3 +162,96 @@ def test_the_page_is_replaced_atomically(tmp_path):
     with pytest.raises(TypeError):
         write_atomic(target, b"not text")  # a write that fails half-way
     assert target.read_text() == "new" and [p.name for p in target.parent.iterdir()] == ["dashboard.html"]
+
+
+# --- Today so far: the warehouse table live_prices beside history --------------------------
+
+LIVE_SCHEMA = pa.schema([
+    ("symbol", pa.string()), ("session", pa.date32()), ("ts", pa.timestamp("us", tz="UTC")), ("interval", pa.string()),
+    ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.int64()),
+    ("vwap", pa.float64()), ("trades", pa.int64()), ("source", pa.string()), ("as_of", pa.timestamp("us", tz="UTC")),
+])  # fmt: skip
+LIVE_SESSION = dt.date(2024, 2, 29)  # the session after the materialized history
+LIVE_AS_OF = dt.datetime(2024, 2, 29, 16, 0, tzinfo=dt.UTC)  # 11:00 New York (EST)
+
+
+def live_rows(first_prices: dict[str, float], session: dt.date = LIVE_SESSION, as_of: dt.datetime = LIVE_AS_OF, minutes: int = 5) -> pa.Table:
+    """live_prices as a refresh writes it: per symbol, the `minutes` bars of `session` that ended by
+    `as_of` (opening at first_prices[symbol], 0.1 % up a bar) and the partial daily bar they make."""
+    opened = session_bounds(session)[0]
+    starts = [opened + dt.timedelta(minutes=minutes * k) for k in range(int((as_of - opened).total_seconds()) // (60 * minutes))]
+    rows = []
+    for symbol, price in first_prices.items():
+        bars = [dict(symbol=symbol, session=session, ts=t, interval=f"{minutes}min", open=price * 1.001**k, high=price * 1.001**k * 1.0015,
+                     low=price * 1.001**k * 0.999, close=price * 1.001 ** (k + 1), volume=1000 + k) for k, t in enumerate(starts)]  # fmt: skip
+        daily = dict(symbol=symbol, session=session, ts=opened, interval="1d", open=bars[0]["open"], high=max(b["high"] for b in bars),
+                     low=min(b["low"] for b in bars), close=bars[-1]["close"], volume=sum(b["volume"] for b in bars))  # fmt: skip
+        rows += [r | dict(vwap=None, trades=None, source="synthetic", as_of=as_of) for r in (*bars, daily)]
+    return pa.Table.from_pylist(rows, schema=LIVE_SCHEMA)
+
+
+def warehouse_copy(settings: Settings, target: Path, live: pa.Table | None) -> Path:
+    """A copy of the materialized warehouse (the shared one stays as it is), with `live` as live_prices."""
+    copy = target / "warehouse.duckdb"
+    shutil.copy(settings.home / "warehouse.duckdb", copy)
+    if live is not None:
+        with duckdb.connect(str(copy)) as con:
+            con.register("live", live)
+            con.execute("CREATE TABLE live_prices AS SELECT * FROM live")
+    return copy
+
+
+def last_closes(warehouse: Path) -> dict[str, float]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return dict(con.execute("SELECT symbol, close FROM prices WHERE session = (SELECT max(session) FROM prices)").fetchall())
+
+
+TODAY_TRACE = """(() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const today = gd._fullData.filter(t => t.visible === true && t.name.startsWith('today so far'));
+  return today.map(t => ({name: t.name, x: [...t.x].map(String), y: [...t.y]}));
+})()"""
+
+
+def test_today_so_far_as_of_new_york_time_is_beside_history_and_follows_the_symbol_picker(home, tmp_path):
+    settings, _ = home
+    closes = last_closes(settings.home / "warehouse.duckdb")
+    live = live_rows(closes)
+    copy = warehouse_copy(settings, tmp_path, live)
+    page = render_dashboard(warehouse_for_url(f"duckdb:///{copy}"), tmp_path / "dashboard.html")
+    assert page.today is not None and (page.today.session, page.today.label) == (LIVE_SESSION, "11:00")
+    assert page.today.interval == "5min" and len(page.today.bars) == 18 * len(SYMBOLS)  # 09:30 .. 10:55, every one ended by 11:00
+    text = page.path.read_text()
+    assert "<h2>Today so far, as of 11:00 New York</h2>" in text and "Session 2024-02-29 in progress" in text
+    daily = {r["symbol"]: r for r in live.to_pylist() if r["interval"] == "1d"}
+    table = re.search(r"Today so far.*?(<table.*?</table>)", text, re.DOTALL).group(1)
+    for symbol in SYMBOLS:  # the price so far and its move from the last final close, per symbol
+        row = re.search(rf"<th>{symbol}</th>(.*?)</tr>", table, re.DOTALL).group(1)
+        cells = [float(c) for c in re.findall(r"<td>([-\d.]+)</td>", row)]
+        assert cells[:2] == [round(daily[symbol]["close"], 2), round(100 * (daily[symbol]["close"] / closes[symbol] - 1), 2)]
+    browser = Chromium(chromium_binary())
+    try:
+        browser.open(page.path.as_uri())
+        [shown] = browser.evaluate(TODAY_TRACE)
+        assert shown["name"] == "today so far, as of 11:00"
+        assert shown["x"] == ["2024-02-29"] and shown["y"] == [pytest.approx(daily[min(SYMBOLS)]["close"])]  # daily history: the partial bar
+        browser.click(".updatemenu-header")
+        browser.click(".updatemenu-dropdown-button", "MSFT")
+        assert browser.poll(f"{TODAY_TRACE}[0].y[0] === {daily['MSFT']['close']}"), "picking MSFT did not show MSFT's day so far"
+        assert browser.problems() == []
+    finally:
+        browser.close()
+
+
+def test_no_live_prices_table_no_rows_or_only_final_sessions_show_nothing_of_today(home, tmp_path):
+    settings, _ = home
+    closes = last_closes(settings.home / "warehouse.duckdb")
+    final = live_rows(closes, session=dt.date(2024, 2, 28), as_of=dt.datetime(2024, 2, 28, 16, 0, tzinfo=dt.UTC))  # loaded since
+    for case, live in {"no table": None, "empty": LIVE_SCHEMA.empty_table(), "final bars loaded": final}.items():
+        folder = tmp_path / case.replace(" ", "_")
+        folder.mkdir()
+        copy = warehouse_copy(settings, folder, live)
+        page = render_dashboard(warehouse_for_url(f"duckdb:///{copy}"), folder / "dashboard.html")
+        text = page.path.read_text()
+        assert page.today is None and "Today so far" not in text and "today so far" not in text, case
+        assert "<h2>Latest bar per symbol</h2>" in text and "Plotly.newPlot" in text, case

@@ -1,7 +1,5 @@
 """Analytics: indicators over the warehouse prices from a bounded lookback, and the dashboard."""
 
-import datetime as dt
-
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,8 +14,8 @@ from stock_assets.defs.common import (
     window_sessions,
 )
 from stock_assets.lake.io_manager import LakeResource
-from stock_assets.reports.data import read_report_data
-from stock_assets.reports.page import latest_table, render, write_atomic
+from stock_assets.reports.dashboard import REPORT_SESSIONS, REPORT_SYMBOLS, render_dashboard
+from stock_assets.reports.page import latest_table
 from stock_assets.reports.preview import markdown_image
 from stock_assets.reports.resource import ReportsResource
 from stock_assets.settings import Settings
@@ -26,9 +24,7 @@ from stock_assets.transforms.indicators import LOOKBACK_SESSIONS, indicators_for
 from stock_assets.warehouse.ddl import window_sql
 from stock_assets.warehouse.io_manager import WarehouseResource, store_window
 
-REPORT_SESSIONS = 250  # the dashboard shows this many sessions, ending at the window's last
-REPORT_SYMBOLS = 25  # and at most this many symbols: 500 took ~36 s of plotting per run
-
+__all__ = ["REPORT_SESSIONS", "REPORT_SYMBOLS", "build", "indicators_current"]
 
 INDICATORS_STORAGE = {"warehouse_table": "indicators", "lake_path": "lake/indicators", "log_loads": True}
 
@@ -89,12 +85,13 @@ def build(settings: Settings) -> dg.Definitions:
     def dashboard(warehouse: WarehouseResource, reports: ReportsResource) -> dg.MaterializeResult:
         """One self-contained HTML page (works offline): price, moving averages, volume, Bollinger, MACD,
         RSI, a volatility heatmap and data quality for the latest 250 loaded sessions, whichever
-        window ran: sessions with no data are drawn as gaps and named on the page.
+        window ran: sessions with no data are drawn as gaps and named on the page. During a session,
+        today so far (live_prices) beside history; each live refresh redraws it too.
 
         Not partitioned: it is one page, drawn once per run (or once after a backfill's runs), so
         a 10-year backfill records one materialization of it, not one per session."""
-        data = read_report_data(warehouse.get(), REPORT_SESSIONS, REPORT_SYMBOLS)
-        path = write_atomic(reports.path("dashboard.html"), render(data, dt.datetime.now(dt.UTC)))
+        page = render_dashboard(warehouse.get(), reports.path("dashboard.html"))
+        data, path = page.data, page.path
         prices = {s: data.bars.loc[data.bars["symbol"] == s, "price"].to_numpy(float) for s in data.symbols}
         chart = markdown_image(prices, "price rebased to the first session")
         return dg.MaterializeResult(
@@ -104,6 +101,7 @@ def build(settings: Settings) -> dg.Definitions:
                 "shown": f"{data.first}..{data.last}",
                 "symbols": f"{len(data.symbols)} of {len(data.universe)}",
                 "not_loaded_sessions": len(data.not_loaded),
+                "today_so_far": f"{page.today.session} as of {page.today.label} New York" if page.today else "none",
                 "bytes": path.stat().st_size,
             }
         )

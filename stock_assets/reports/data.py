@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from stock_assets.calendar import session_offset, sessions_between
+from stock_assets import clock
+from stock_assets.calendar import NY, nyse_calendar, session_bounds, session_offset, sessions_between
+from stock_assets.settings import BARS_PER_SESSION
 from stock_assets.transforms.indicators import VALUES
 
 BARS_SQL = (
@@ -20,8 +21,10 @@ BARS_SQL = (
     + ", ".join(f"i.{name}" for name in VALUES)
     + ", i.price_basis FROM prices p LEFT JOIN indicators i "
     "ON i.symbol = p.symbol AND i.interval = p.interval AND i.ts = p.ts "
-    "WHERE p.session BETWEEN ? AND ? ORDER BY p.symbol, p.interval, p.ts"
+    "WHERE p.session BETWEEN ? AND ? AND p.interval = ? ORDER BY p.symbol, p.ts"
 )
+INTERVALS_SQL = "SELECT interval, count(*) AS bars FROM prices WHERE session BETWEEN ? AND ? GROUP BY interval"
+BARS_SHOWN = 2_000  # per symbol at most: 250 daily or hourly sessions, 25 of 5min bars, 5 of 1min
 DQ_SQL = (
     "SELECT session, check_name, asset, passed, severity, observed, sample FROM dq_report "
     "WHERE session BETWEEN ? AND ? ORDER BY session, check_name"
@@ -52,12 +55,17 @@ class ReportData:
         return sorted(set(self.sessions) - set(self.loaded))
 
 
-def main_interval(bars: pa.Table) -> str:
-    """The interval with the most bars ('1d' on a tie): one report shows one bar size."""
-    if not bars.num_rows:
+def main_interval(counts: pa.Table) -> str:
+    """The interval with the most bars ('1d' on a tie; `counts`: interval, bars): one report shows one bar size."""
+    if not counts.num_rows:
         return "1d"
-    counts = {c["values"]: c["counts"] for c in pc.value_counts(bars["interval"]).to_pylist()}
-    return max(counts, key=lambda k: (counts[k], k == "1d"))
+    bars = dict(zip(counts["interval"].to_pylist(), counts["bars"].to_pylist()))
+    return max(bars, key=lambda k: (bars[k], k == "1d"))
+
+
+def shown_sessions(sessions: int, interval: str) -> int:
+    """At most `sessions`, and no more than BARS_SHOWN bars of `interval` per symbol."""
+    return max(1, min(sessions, BARS_SHOWN // BARS_PER_SESSION.get(interval, 1)))
 
 
 def loaded_extent(warehouse) -> tuple[dt.date | None, dt.date | None]:
@@ -68,20 +76,28 @@ def loaded_extent(warehouse) -> tuple[dt.date | None, dt.date | None]:
     return row["first"], row["last"]
 
 
+def latest_session() -> dt.date:
+    """The session of today in New York (clock.now()), else the one before: a page before anything loaded."""
+    today = pd.Timestamp(clock.now()).tz_convert(NY).tz_localize(None).normalize()
+    return nyse_calendar().date_to_session(today, direction="previous").date()
+
+
 def read_report_data(warehouse, sessions: int, max_symbols: int | None = None, last: dt.date | None = None) -> ReportData:
     """The report's rows for the `sessions` NYSE sessions up to `last` (default: the newest
     loaded), not before the first loaded one; past `max_symbols` only the first symbols
-    (alphabetically) are shown: a page (and its build time) for hundreds of symbols helps nobody."""
+    (alphabetically) are shown: a page (and its build time) for hundreds of symbols helps nobody.
+    Intraday bars: fewer sessions, so that a symbol has at most BARS_SHOWN bars (shown_sessions)."""
     oldest, newest = loaded_extent(warehouse)
-    last = last or newest or dt.date.today()
+    last = last or newest or latest_session()
     first = session_offset(last, -(sessions - 1))
     first = max(first, oldest) if oldest and oldest <= last else first
-    bars = warehouse.query(BARS_SQL, [first, last]) if warehouse.table_exists("prices") else None
-    interval = main_interval(bars) if bars is not None else "1d"
-    if bars is None:
+    exists = warehouse.table_exists("prices")
+    interval = main_interval(warehouse.query(INTERVALS_SQL, [first, last])) if exists else "1d"
+    first = max(first, session_offset(last, -(shown_sessions(sessions, interval) - 1)))
+    if not exists:
         frame = pd.DataFrame(columns=["symbol", "session", "ts", "interval", "close", "adj_close", "volume", "source", *VALUES, "price_basis"])
     else:
-        frame = bars.filter(pc.equal(bars["interval"], interval)).to_pandas()
+        frame = warehouse.query(BARS_SQL, [first, last, interval]).to_pandas()
     universe = sorted(frame["symbol"].unique())
     shown = universe[:max_symbols] if max_symbols is not None else universe
     frame = frame[frame["symbol"].isin(shown)]
@@ -101,5 +117,8 @@ def _with_missing_sessions(frame: pd.DataFrame, symbols: list[str], period: list
     every = pd.MultiIndex.from_product([symbols, period], names=["symbol", "session"])
     missing = every.difference(have).to_frame(index=False)
     missing["interval"] = frame["interval"].iloc[0] if len(frame) else "1d"
+    if len(missing) and missing["interval"].iloc[0] != "1d":  # on a time axis, the hole sits where its session opened
+        opens = {s: session_bounds(s)[0] for s in missing["session"].unique()}
+        missing["ts"] = pd.to_datetime(missing["session"].map(opens), utc=True).astype(frame["ts"].dtype)
     together = pd.concat([frame, missing], ignore_index=True) if len(missing) else frame
     return together.sort_values(["symbol", "session", "ts"], na_position="first", kind="stable").reset_index(drop=True)

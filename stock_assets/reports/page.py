@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from stock_assets.calendar import NY
 from stock_assets.reports.data import ReportData
 from stock_assets.reports.figures import build_figure
+from stock_assets.reports.today import Today, today_table
 from stock_assets.transforms.history import describe_sessions
 
 STYLE = """
@@ -25,10 +27,13 @@ th:first-child, td:first-child { text-align: left; } .up { color: #2ca02c; } .do
 def latest_table(data: ReportData) -> pd.DataFrame:
     """The newest bar of each symbol and what its indicators say about it."""
     last = data.bars.dropna(subset=["price"]).groupby("symbol").tail(1).set_index("symbol")
+    when = {"session": last["session"].astype(str)}
+    if data.interval != "1d":  # which bar of the session
+        when["bar (New York)"] = pd.to_datetime(last["ts"], utc=True).dt.tz_convert(NY).dt.strftime("%H:%M")
     return pd.DataFrame({
-        "session": last["session"].astype(str),
+        **when,
         "price": last["price"].round(2),
-        "daily %": (100 * last["pct_change"]).round(2),
+        ("daily %" if data.interval == "1d" else f"% vs previous {data.interval} bar"): (100 * last["pct_change"]).round(2),
         "vs SMA 50": (last["price"] >= last["sma_50"]).map({True: "above", False: "below"}).where(last["sma_50"].notna(), "n/a"),
         "MACD hist": last["macd_hist"].round(3),
         "RSI 14": last["rsi_14"].round(1),
@@ -66,7 +71,22 @@ def _html_table(frame: pd.DataFrame, index: bool) -> str:
     return frame.to_html(index=index, border=0, na_rep="–", escape=True)
 
 
-def render(data: ReportData, generated_at: dt.datetime) -> str:
+def previous_closes(data: ReportData) -> pd.Series:
+    """Per symbol, the traded close of its latest loaded bar: what the day so far moves from."""
+    return data.bars.dropna(subset=["close"]).groupby("symbol")["close"].last()
+
+
+def today_section(data: ReportData, today: Today | None) -> str:
+    """'Today so far, as of HH:MM New York' and a row per symbol; nothing when no session is in progress."""
+    if today is None or today.daily.empty:
+        return ""
+    about = (f"Session {today.session} in progress: {today.interval} bars up to {today.label} New York "
+             f"({today.as_of:%Y-%m-%d %H:%M} UTC), not final; the session's final bars load after its close.")
+    return (f"<h2>{html.escape(today.title)}</h2><p class=\"meta\">{html.escape(about)}</p>"
+            f"{_html_table(today_table(today, previous_closes(data)), index=True)}")
+
+
+def render(data: ReportData, generated_at: dt.datetime, today: Today | None = None) -> str:
     checks = data.quality["check_name"].nunique() if not data.quality.empty else 0
     failures = quality_summary(data)
     quality = (f"<p>All {checks} checks passed in every session loaded.</p>" if failures.empty
@@ -74,13 +94,14 @@ def render(data: ReportData, generated_at: dt.datetime) -> str:
     banner = ('<p class="banner">Synthetic data: a deterministic random walk, not market data.</p>'
               if "synthetic" in data.sources else "")
     banner += "".join(f'<p class="banner">{html.escape(note)}</p>' for note in coverage_notes(data))
-    figure = build_figure(data).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
+    figure = build_figure(data, today).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
     meta = (f"The latest {len(data.sessions)} NYSE sessions loaded: {data.first} … {data.last} · {len(data.symbols)} symbols · {data.interval} bars · "
             f"source {', '.join(data.sources) or 'n/a'} · generated {generated_at:%Y-%m-%d %H:%M} UTC")
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>stock_assets dashboard {data.last}</title>'
         f"<style>{STYLE}</style></head><body>"
         f'<h1>stock_assets dashboard</h1><p class="meta">{html.escape(meta)}</p>{banner}'
+        f"{today_section(data, today)}"
         f"<h2>Latest bar per symbol</h2>{_html_table(latest_table(data), index=True)}"
         f"<h2>Data quality</h2>{quality}"
         f"<h2>Charts</h2><p class=\"meta\">Pick a symbol with the menu at the top left; drag to zoom, double-click to reset.</p>"
