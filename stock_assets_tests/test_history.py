@@ -18,7 +18,7 @@ from stock_assets.defs.sensors import stale_indicators_sensor
 from stock_assets.partitions import sessions_between
 from stock_assets.reports.data import read_report_data
 from stock_assets.reports.figures import NOT_LOADED, quality_grid
-from stock_assets.transforms.history import history_gaps, stale_sessions
+from stock_assets.transforms.history import history_gaps, not_loaded, stale_sessions
 from stock_assets.transforms.indicators import VALUES, compute_indicators
 from stock_assets.warehouse.warehouse import warehouse_for_url
 from stock_assets_tests.browser import Chromium, chromium_binary
@@ -69,15 +69,16 @@ def test_windows_loaded_out_of_order_end_as_one_run_over_their_union(settings, i
 
 
 def test_a_hole_is_reported_and_never_averaged_across_then_filling_it_recomputes(settings, instance, tmp_path):
+    """March never loaded: no symbol's gap (the check passes, and says what was not loaded), but
+    no indicator reaches across it and the dashboard shows it."""
     defs = defs_for(settings)
     assert materialize_range(defs, "2025-01-02", "2025-02-28", instance).success
     later = materialize_range(defs, "2025-04-01", "2025-05-30", instance)
     assert later.success
     gaps = check(later, "prices_no_history_gaps")
-    assert not gaps.passed
     hole = sessions_between(settings.start, "2025-03-03", "2025-03-31")
-    assert gaps.metadata["gaps"].value == 3 and gaps.metadata["missing_sessions"].value == 3 * len(hole) == 3 * 21
-    assert "AAPL 1d 2025-03-03..2025-03-31 (21 sessions)" in gaps.metadata["sample"].value
+    assert gaps.passed and gaps.metadata["gaps"].value == 0 and len(hole) == 21
+    assert gaps.metadata["not_loaded"].value == "2025-03-03..2025-03-31 (21)"
 
     with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
         after = con.execute("SELECT session, sma_7, sma_20, rsi_14, p.close FROM indicators JOIN prices p USING (symbol, session) "
@@ -130,6 +131,11 @@ def test_gaps_are_runs_of_missing_sessions_between_a_symbols_first_and_last_bar(
         ("A", str(days[2]), str(days[4]), 3),
         ("A", str(days[7]), str(days[9]), 3),
     ]  # B starts later: not a gap; 2024-07-04 is a holiday: not a gap either
+    loaded = [days[i] for i in (0, 1, 3, 4, 5, 6, 10)]  # no run loaded days 2, 7, 8, 9
+    assert [(g["symbol"], str(g["first_missing"]), str(g["last_missing"]), g["sessions"]) for g in history_gaps(keys, loaded).to_pylist()] == [
+        ("A", str(days[3]), str(days[4]), 2),  # B has them: A skipped them
+    ]  # fmt: skip
+    assert not_loaded(loaded) == [days[2], days[7], days[8], days[9]]
 
 
 def test_staleness_counts_the_lookback_in_sessions():

@@ -8,10 +8,11 @@ import pyarrow.compute as pc
 from stock_assets.calendar import closed_sessions
 from stock_assets.defs.common import run_window, session_partitioned, table_metadata, warehouse_kind, window_sessions
 from stock_assets.lake.io_manager import LakeResource
+from stock_assets.live import drop_final
 from stock_assets.restatement import read_actions
 from stock_assets.settings import Settings
 from stock_assets.transforms.actions import adjust
-from stock_assets.transforms.history import describe_gaps, history_gaps
+from stock_assets.transforms.history import describe_gaps, describe_sessions, history_gaps, not_loaded
 from stock_assets.transforms.quality_window import reconcile, rows_per_session
 from stock_assets.warehouse.ddl import window_sql
 from stock_assets.warehouse.io_manager import WarehouseResource
@@ -38,6 +39,10 @@ def build(settings: Settings) -> dg.Definitions:
         sessions = window_sessions(context)
         loaded = adjust(deduped_prices, read_actions(lake.storage(), sorted(set(deduped_prices["symbol"].to_pylist()))))
         yield dg.Output(loaded, metadata=table_metadata(context, loaded, sessions))  # the IO manager loads it here
+        window = run_window(context, settings)
+        dropped = drop_final(lake.storage(), warehouse.get(lake=lake.storage()), sessions, window.symbols if window.scoped else None)
+        if dropped:
+            context.log.info(f"live_prices: {dropped} rows of {window} removed: their final bars are loaded")
         loaded = warehouse.get().query(  # the window's symbols' rows: other symbols' are not this window's
             f"SELECT session, count(*) AS n FROM prices WHERE {window_sql(sessions[0], sessions[-1], run_window(context, settings).symbols)} GROUP BY session"
         )
@@ -49,7 +54,9 @@ def build(settings: Settings) -> dg.Definitions:
             passed=not bad,
             metadata={"failing_sessions": len(bad), "sample": "; ".join(bad[:5]) or "none", "window": f"{sessions[0]}..{sessions[-1]}"},
         )
-        gaps = history_gaps(warehouse.get().query("SELECT DISTINCT symbol, interval, session FROM prices"))
+        store = warehouse.get()
+        loaded = store.query("SELECT DISTINCT session FROM prices_loads")["session"].to_pylist()  # never-loaded sessions are no gaps
+        gaps = history_gaps(store.query("SELECT DISTINCT symbol, interval, session FROM prices"), loaded)
         if gaps.num_rows:
             context.log.warning(f"prices: history gaps (indicators across them are NULL): {describe_gaps(gaps)}")
         yield dg.AssetCheckResult(
@@ -62,6 +69,7 @@ def build(settings: Settings) -> dg.Definitions:
                 "missing_sessions": int(pc.sum(gaps["sessions"]).as_py() or 0),
                 "symbols": len(set(gaps["symbol"].to_pylist())),
                 "sample": describe_gaps(gaps) or "none",
+                "not_loaded": describe_sessions(not_loaded(loaded)) or "none",  # no run loaded them: not a gap
             },
         )
 

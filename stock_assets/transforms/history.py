@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stock_assets.calendar import nyse_calendar, session_positions
+from stock_assets.calendar import nyse_calendar, session_positions, sessions_between
 
 LOADS_SCHEMA = pa.schema(
     [("session", pa.date32()), ("rows", pa.int64()), ("loaded_at", pa.timestamp("us", tz="UTC")), ("run_id", pa.string())]
@@ -42,14 +42,23 @@ def loads_record(data: pa.Table, sessions: list[dt.date], loaded_at: dt.datetime
     )
 
 
-def history_gaps(keys: pa.Table) -> pa.Table:
+def history_gaps(keys: pa.Table, loaded: list[dt.date] | None = None) -> pa.Table:
     """Runs of NYSE sessions with no bar between a series' first and last bar (GAPS_SCHEMA).
 
-    `keys`: symbol, interval, session (one row per bar or per distinct session; any order)."""
+    `keys`: symbol, interval, session (one row per bar or per distinct session; any order).
+    `loaded`: the sessions runs loaded (for any symbol). A session never loaded is no one's gap
+    (a backfill of an older range leaves years unloaded before the rest), so then only loaded
+    sessions count. None: every NYSE session counts."""
     if not keys.num_rows:
         return GAPS_SCHEMA.empty_table()
     keys = keys.select(["symbol", "interval", "session"]).sort_by([("symbol", "ascending"), ("interval", "ascending"), ("session", "ascending")])
-    pos = session_positions(_days(keys["session"]))
+    days = _days(keys["session"])
+    if loaded is None:
+        pos, session_at = session_positions(days), _session_at
+    else:
+        counted = np.union1d(_days(pa.array(loaded, pa.date32())), days)
+        pos = np.searchsorted(counted, days)
+        session_at = lambda p: pa.array(counted[p].astype("datetime64[D]"), pa.date32())
     same = np.r_[False, (pc.equal(keys["symbol"].slice(1), keys["symbol"].slice(0, keys.num_rows - 1)).to_numpy(zero_copy_only=False)
                         & pc.equal(keys["interval"].slice(1), keys["interval"].slice(0, keys.num_rows - 1)).to_numpy(zero_copy_only=False))]
     jump = np.r_[0, np.diff(pos)]
@@ -58,12 +67,19 @@ def history_gaps(keys: pa.Table) -> pa.Table:
         {
             "symbol": keys["symbol"].take(pa.array(at)),
             "interval": keys["interval"].take(pa.array(at)),
-            "first_missing": _session_at(pos[at] - jump[at] + 1),
-            "last_missing": _session_at(pos[at] - 1),
+            "first_missing": session_at(pos[at] - jump[at] + 1),
+            "last_missing": session_at(pos[at] - 1),
             "sessions": pa.array(jump[at] - 1, pa.int64()),
         },
         schema=GAPS_SCHEMA,
     )
+
+
+def not_loaded(loaded: list[dt.date]) -> list[dt.date]:
+    """The NYSE sessions between the first and the last of `loaded` that no run loaded."""
+    if not loaded:
+        return []
+    return sorted(set(sessions_between(min(loaded), max(loaded))) - set(loaded))
 
 
 def describe_gaps(gaps: pa.Table, limit: int = 10) -> str:
