@@ -1,7 +1,7 @@
 """Item 7, intraday scale: 100 symbols x 1-minute bars x 20 sessions (~780 k bars) through
 the lake stages: landing CSV (write, read back), Parquet by session (write, read back) and
-dedup (then written). The bars are made here with vectorized NumPy in the canonical schema
-(the synthetic provider makes daily bars only); generating them is timed apart.
+dedup (then written). The bars are made here with vectorized NumPy in the canonical schema,
+apart from any provider; generating them is timed apart.
 """
 
 import datetime as dt

@@ -78,6 +78,10 @@ class Provider(Protocol):
     # False where fetching is free (synthetic): a re-run fetches everything again.
     reuse_fetched: bool
 
+    # How far behind the market the provider's bars of the session in progress are (its plan's
+    # delay): a live refresh shows the bars ended by now minus this (live_bars.bars_so_far).
+    live_delay: dt.timedelta
+
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
         """Fetch bars for every symbol over the sessions; one payload per response received.
         A symbol that fails is named in `failures` and does not stop the others."""

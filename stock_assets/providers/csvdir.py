@@ -1,7 +1,7 @@
 """Archives already on disk or in a bucket: `<root>/<SYMBOL>.csv` (or `<symbol>.csv`) per symbol,
 the root a local folder or an s3://bucket/prefix (STOCK_ASSETS_CSVDIR_URL), read through the
 lake's own storage layer (LakeStorage, handed in by the resource: providers do not import the
-lake), so both are the same code. Daily bars only.
+lake), so both are the same code. Daily bars only, of sessions that have ended: no live prices.
 
 A fetch lists the root once, then reads each symbol's file (a few at a time). The whole file is
 parsed, so a bad line anywhere is found at once and named (file, line, column): the symbol fails
@@ -17,15 +17,17 @@ Reading costs nothing and the files may be corrected, so a re-run reads every sy
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from stock_assets.clock import now as pipeline_now
 from stock_assets.providers.base import FetchResult, RawPayload
 from stock_assets.providers.csvdir_format import PROVIDER, parse_csvdir, window_rows
 from stock_assets.providers.errors import MalformedPayloadError, ProviderError
+from stock_assets.providers.live_bars import in_progress
 
 SETTING = "STOCK_ASSETS_CSVDIR_URL"
 
@@ -59,6 +61,10 @@ class UnsupportedIntervalError(ProviderError):
     """csvdir files hold daily bars; STOCK_ASSETS_INTERVAL asks for another: permanent."""
 
 
+class NoLivePricesError(ProviderError):
+    """An archive holds sessions that have ended: nothing of the session in progress. Permanent."""
+
+
 class ArchiveUnreadableError(ProviderError):
     """The root could not be listed or a file could not be read (S3 unreachable, a dropped
     connection): may pass, so the step retry tries again."""
@@ -71,11 +77,16 @@ class CsvDirProvider:
     archive: Archive  # LakeStorage(STOCK_ASSETS_CSVDIR_URL): a local folder or s3://bucket/prefix
     name: str = PROVIDER
     reuse_fetched: bool = False  # reading is free, and a corrected file must be read again
-    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    clock: Callable[[], dt.datetime] = pipeline_now
+    live_delay: dt.timedelta = dt.timedelta(0)  # no live prices at all: a live fetch fails (NoLivePricesError)
 
     def fetch(self, symbols: list[str], sessions: list[dt.date], interval: str) -> FetchResult:
         if not symbols or not sessions:
             return FetchResult()
+        if interval != "1d" and in_progress(sessions[-1], self.clock()):
+            why = (f"no live prices: csvdir reads archived daily files, with no bar of the session in progress ({sessions[-1]}); "
+                   "live_prices needs STOCK_ASSETS_PROVIDER=synthetic, alphavantage or polygon")  # fmt: skip
+            return _failed(symbols, lambda s: NoLivePricesError(PROVIDER, s, why))
         if interval != "1d":
             why = f"csvdir files hold daily bars: STOCK_ASSETS_INTERVAL={interval} cannot be served; set STOCK_ASSETS_INTERVAL=1d"
             return _failed(symbols, lambda s: UnsupportedIntervalError(PROVIDER, s, why))

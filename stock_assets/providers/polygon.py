@@ -2,16 +2,24 @@
 `close` is the traded price), then the symbol's whole history of splits and dividends from the
 reference endpoints; every page (`next_url`) is a request counted like any other and kept in raw/.
 `results: null` for a trading symbol is retried before it counts as missing. An empty page after
-a page of bars ends the series: it is kept, not retried."""
+a page of bars ends the series: it is kept, not retried.
+
+The session in progress (live prices): the same range, today to today, bars only (a refresh
+every few minutes has no use for the reference endpoints' two extra requests a symbol). Today's
+aggregates need a paid plan (Starter and up: 15 minutes delayed); the free plan has end-of-day
+data only and answers `NOT_AUTHORIZED` (docs/providers.md)."""
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
 
+from stock_assets.clock import now as pipeline_now
 from stock_assets.providers.base import RawPayload, SymbolBySymbol
 from stock_assets.providers.http import HttpClient
+from stock_assets.providers.live_bars import in_progress
 from stock_assets.providers.polygon_format import parse_polygon, parse_polygon_actions
 
 REFERENCE = {"splits": "/v3/reference/splits", "dividends": "/v3/reference/dividends"}
@@ -25,12 +33,17 @@ class PolygonProvider(SymbolBySymbol):
     base_url: str = "https://api.polygon.io"
     name: str = "polygon"
     reuse_fetched: bool = True
+    clock: Callable[[], dt.datetime] = pipeline_now
+    live_delay: dt.timedelta = dt.timedelta(minutes=15)  # Starter and Developer plans; Advanced is real time
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         multiplier, timespan = TIMESPANS[interval]
         url = f"{self.base_url}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{sessions[0]}/{sessions[-1]}"
         params = {"adjusted": "false", "sort": "asc", "limit": 50000}
-        payloads = self._pages(url, params, symbol, interval, sessions, partial(_check, symbol=symbol, interval=interval))
+        live = interval != "1d" and len(sessions) == 1 and in_progress(sessions[0], self.clock())
+        payloads = self._pages(url, params, symbol, interval, sessions, partial(_check, symbol=symbol, interval=interval, live=live))
+        if live:  # as traded, no corporate action needed; a delayed feed has no bar in the session's first minutes
+            return [p for p in payloads if json.loads(p.body).get("results")]
         for kind, path in REFERENCE.items():
             check = partial(_check_actions, symbol=symbol, kind=kind)
             payloads += self._pages(f"{self.base_url}{path}", {"ticker": symbol, "limit": REFERENCE_LIMIT}, symbol, kind, sessions, check)
@@ -41,7 +54,7 @@ class PolygonProvider(SymbolBySymbol):
         (a bar interval, or a kind of corporate action)."""
         payloads: list[RawPayload] = []
         while url:
-            moment = dt.datetime.now(dt.UTC)
+            moment = self.clock()
             body = self.http.get(url, params, symbol=symbol, check=lambda b: check(b, first_page=not payloads))
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, "json", body, len(payloads)))
             url, params = self._next(json.loads(body).get("next_url")), {}  # next_url carries cursor and query
@@ -55,10 +68,11 @@ class PolygonProvider(SymbolBySymbol):
         return f"{self.base_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
-def _check(body: bytes, first_page: bool, symbol: str, interval: str) -> None:
+def _check(body: bytes, first_page: bool, symbol: str, interval: str, live: bool = False) -> None:
     """Raises if the page is not data. An empty page after the first is the series' end
-    (Polygon may hand out a `next_url` whose page holds nothing): no retry is spent on it."""
-    parse_polygon(body, symbol, interval, dt.datetime.now(dt.UTC), empty_ok=not first_page)
+    (Polygon may hand out a `next_url` whose page holds nothing): no retry is spent on it; nor on
+    an empty session in progress (nothing traded yet, at the feed's delay)."""
+    parse_polygon(body, symbol, interval, dt.datetime.now(dt.UTC), empty_ok=live or not first_page)
 
 
 def _check_actions(body: bytes, first_page: bool, symbol: str, kind: str) -> None:
