@@ -115,8 +115,12 @@ def test_alphavantage_asks_for_the_session_in_progress_without_month():
     assert [(r["outputsize"], r.get("month"), r.get("entitlement")) for r in one_minute] == [("full", None, "delayed")]  # 390 bars > 100
     hourly = plan_requests("IBM", [YESTERDAY, TODAY], "60min", False, "json", ELEVEN)
     assert [(r["outputsize"], r.get("month"), r.get("entitlement")) for r in hourly] == [("full", "2026-10", None), ("compact", None, "delayed")]
-    evening = dt.datetime(2026, 10, 13, 16, 30, tzinfo=NY)  # closed: history, as before
-    assert [(r.get("month"), r.get("entitlement")) for r in plan_requests("IBM", [TODAY], "5min", False, "json", evening)] == [("2026-10", None)]
+    def asked(hour: int, minute: int) -> list[tuple]:
+        now = dt.datetime(2026, 10, 13, hour, minute, tzinfo=NY)
+        return [(r.get("month"), r.get("entitlement")) for r in plan_requests("IBM", [TODAY], "5min", False, "json", now)]
+
+    assert asked(16, 10) == asked(16, 15) == [(None, "delayed")]  # the delayed feed reaches the close at 16:15
+    assert asked(16, 16) == asked(18, 30) == [("2026-10", None)]  # history, as before
 
 
 def test_polygon_today_so_far_at_eleven(http_settings, fake_api):  # noqa: F811
@@ -142,7 +146,7 @@ def test_polygon_early_in_the_session_has_no_bar_yet_and_nothing_failed(http_set
     empty = json.loads(fixture_bytes("polygon/empty_results_null_intermittent_2020.json"))
     fake_api.route("/v2/aggs/ticker/AAPL/range/5/minute/2026-10-13/2026-10-13", json.dumps(empty | {"adjusted": False}).encode())
     provider = client(http_settings, "polygon", ("AAPL",))
-    provider.clock = lambda: dt.datetime(2026, 10, 13, 9, 40, tzinfo=NY)  # the delayed feed is at 09:25
+    provider.clock = lambda: dt.datetime(2026, 10, 13, 9, 45, tzinfo=NY)  # the delayed feed is at the open
     result = provider.fetch(["AAPL"], [TODAY], "5min")
     assert result.payloads == [] and result.failures == {} and len(fake_api.requests) == 1  # no retry spent
 
@@ -157,12 +161,13 @@ def test_polygon_free_plan_refuses_today_by_name(http_settings, fake_api):  # no
                                       "Please upgrade your plan at https://polygon.io/pricing"  # fmt: skip
 
 
-def test_polygon_after_the_close_fetches_history_with_its_actions(http_settings, fake_api):  # noqa: F811
+def test_polygon_is_live_until_its_feed_reaches_the_close_then_history_with_its_actions(http_settings, fake_api):  # noqa: F811
     fake_api.route("/v2/aggs/ticker/AAPL/range/5/minute/2026-10-13/2026-10-13", polygon_body("AAPL", status="OK"))
     provider = client(http_settings, "polygon", ("AAPL",))
+    provider.clock = lambda: dt.datetime(2026, 10, 13, 16, 10, tzinfo=NY)
+    assert [p.interval for p in provider.fetch(["AAPL"], [TODAY], "5min").payloads] == ["5min"]
     provider.clock = lambda: dt.datetime(2026, 10, 13, 18, 30, tzinfo=NY)
-    result = provider.fetch(["AAPL"], [TODAY], "5min")
-    assert [p.interval for p in result.payloads] == ["5min", "splits", "dividends"]
+    assert [p.interval for p in provider.fetch(["AAPL"], [TODAY], "5min").payloads] == ["5min", "splits", "dividends"]
 
 
 def test_every_provider_states_its_live_delay(settings, http_settings, tmp_path):  # noqa: F811
@@ -185,7 +190,8 @@ def test_csvdir_has_no_live_prices_and_says_so(tmp_path):
 def test_bars_so_far_keeps_the_regular_hours_bars_ended_by_then():
     """An hour bar of a feed aligned on the clock (09:00-10:00) overlaps the open: kept once ended;
     the last one ends at an early close; daily bars and other sessions are left out."""
-    assert in_progress(TODAY, ELEVEN) and not in_progress(TODAY, dt.datetime(2026, 10, 13, 16, 0, tzinfo=NY))
+    assert in_progress(TODAY, ELEVEN) and in_progress(TODAY, dt.datetime(2026, 10, 13, 16, 0, tzinfo=NY))  # the close: the last refresh
+    assert not in_progress(TODAY, dt.datetime(2026, 10, 13, 9, 29, tzinfo=NY)) and not in_progress(TODAY, dt.datetime(2026, 10, 13, 16, 1, tzinfo=NY))
     early = dt.date(2026, 11, 27)
     starts = [dt.datetime(2026, 11, 27, h, 0, tzinfo=NY) for h in (8, 9, 10, 11, 12, 13)]
     table = pa.table({

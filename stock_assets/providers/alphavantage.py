@@ -33,8 +33,9 @@ def last_closed_sessions(count: int, now: pd.Timestamp | None = None) -> list[dt
 
 
 def plan_requests(symbol: str, sessions: list[dt.date], interval: str, adjusted: bool, datatype: str,
-                  now: dt.datetime | None = None) -> list[dict]:  # fmt: skip
-    """The query parameters that cover `sessions` at `now` (the pipeline's clock), fewest requests first."""
+                  now: dt.datetime | None = None, live_delay: dt.timedelta = LIVE_DELAY) -> list[dict]:  # fmt: skip
+    """The query parameters that cover `sessions` at `now` (the pipeline's clock), fewest requests
+    first. The last session is live while the delayed feed has not reached its close."""
     now = now or pipeline_now()
     if interval == "1d":
         compact = sessions[0] >= last_closed_sessions(COMPACT_POINTS, pd.Timestamp(now))[0]
@@ -49,7 +50,7 @@ def plan_requests(symbol: str, sessions: list[dt.date], interval: str, adjusted:
         "extended_hours": "false",
         "datatype": datatype,
     }
-    live = in_progress(sessions[-1], now)
+    live = in_progress(sessions[-1], now - live_delay)
     history = sessions[:-1] if live else sessions
     requests = [series | {"month": str(month)} for month in pd.period_range(history[0], history[-1], freq="M")] if history else []
     if live:
@@ -73,7 +74,8 @@ class AlphaVantageProvider(SymbolBySymbol):
 
     def _fetch_symbol(self, symbol: str, sessions: list[dt.date], interval: str) -> list[RawPayload]:
         payloads = []
-        for part, params in enumerate(plan_requests(symbol, sessions, interval, self.adjusted, self.datatype, self.clock())):
+        planned = plan_requests(symbol, sessions, interval, self.adjusted, self.datatype, self.clock(), self.live_delay)
+        for part, params in enumerate(planned):
             body = self.http.get(
                 f"{self.base_url}/query",
                 params | {"apikey": self.api_key},

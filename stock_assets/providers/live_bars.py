@@ -22,9 +22,11 @@ MINUTE_US = 60_000_000
 
 
 def in_progress(session: dt.date, now: dt.datetime) -> bool:
-    """Has `session` opened and not closed (an early close is the close) at `now`?"""
+    """Has `session` opened and not closed at `now`? The close (an early one too) counts as in
+    progress, as for the live refresh, whose last run is at the close. A provider with a delay
+    asks this of now minus its delay: its feed reaches the close `live_delay` after it."""
     opened, closing = session_bounds(session)
-    return opened <= now < closing
+    return opened <= now <= closing
 
 
 def _micros(moment: dt.datetime) -> int:

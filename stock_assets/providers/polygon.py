@@ -40,7 +40,7 @@ class PolygonProvider(SymbolBySymbol):
         multiplier, timespan = TIMESPANS[interval]
         url = f"{self.base_url}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{sessions[0]}/{sessions[-1]}"
         params = {"adjusted": "false", "sort": "asc", "limit": 50000}
-        live = interval != "1d" and len(sessions) == 1 and in_progress(sessions[0], self.clock())
+        live = interval != "1d" and len(sessions) == 1 and in_progress(sessions[0], self.clock() - self.live_delay)
         payloads = self._pages(url, params, symbol, interval, sessions, partial(_check, symbol=symbol, interval=interval, live=live))
         if live:  # as traded, no corporate action needed; a delayed feed has no bar in the session's first minutes
             return [p for p in payloads if json.loads(p.body).get("results")]
