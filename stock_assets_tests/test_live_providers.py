@@ -101,7 +101,7 @@ def test_alphavantage_today_so_far_at_eleven(http_settings, fake_api, datatype):
         {"function": "TIME_SERIES_INTRADAY", "symbol": s, "interval": "5min", "outputsize": "compact", "adjusted": "false",
          "extended_hours": "false", "datatype": datatype, "entitlement": "delayed", "apikey": KEY} for s in ("IBM", "MSFT")
     ]  # fmt: skip
-    assert all(abs(p.ingested_at - ELEVEN) < dt.timedelta(seconds=30) for p in result.payloads)
+    assert all(abs(p.ingested_at - ELEVEN) < dt.timedelta(seconds=30) and p.ingested_at.tzinfo == dt.UTC for p in result.payloads)
     bars = pa.concat_tables([parse_payload(p) for p in result.payloads])
     assert YESTERDAY in set(bars["session"].to_pylist())  # compact reaches back: the cut is what keeps today
     so_far = bars_so_far(bars, TODAY, ELEVEN - provider.live_delay)

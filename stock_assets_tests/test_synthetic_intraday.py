@@ -118,7 +118,7 @@ def test_at_eleven_new_york_only_the_bars_ended_by_then_exist(interval):
         result = SyntheticProvider().fetch(SYMBOLS, [dt.date(2026, 10, 12), session], interval)
     finally:
         clock.reset()
-    assert result.failures == {} and "sessions in progress" in result.notes[0] and "2026-10-13" in result.notes[0]
+    assert result.failures == {} and result.notes == ["sessions in progress, the bars ended by 15:00 UTC: 2026-10-13"]
     bars = pd.concat([parse_payload(p).to_pandas() for p in result.payloads], ignore_index=True)
     today = bars[bars["session"] == session]
     step = pd.Timedelta(minutes=STEP[interval])
@@ -131,6 +131,9 @@ def test_at_eleven_new_york_only_the_bars_ended_by_then_exist(interval):
             whole[["open", "high", "low", "close", "volume"]].iloc[: len(mine)].to_numpy().tolist()  # fmt: skip
     yesterday = bars[bars["session"] == dt.date(2026, 10, 12)]
     assert len(yesterday) == len(SYMBOLS) * BARS_PER_SESSION[interval]  # a closed session is whole
+    in_new_york = SyntheticProvider(clock=lambda: ELEVEN).fetch(SYMBOLS, [dt.date(2026, 10, 12), session], interval)  # another zone
+    assert in_new_york.notes == result.notes and {p.ingested_at.tzinfo for p in in_new_york.payloads} == {dt.UTC}
+    assert [p.body for p in in_new_york.payloads] == [p.body for p in result.payloads]
 
 
 def test_the_daily_bar_of_the_session_in_progress_is_its_minutes_so_far():

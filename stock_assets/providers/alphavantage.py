@@ -82,6 +82,6 @@ class AlphaVantageProvider(SymbolBySymbol):
                 symbol=symbol,
                 check=lambda b: check_alphavantage_body(b, self.datatype, symbol),
             )
-            moment = self.clock()
+            moment = self.clock().astimezone(dt.UTC)
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, self.datatype, body, part))
         return payloads

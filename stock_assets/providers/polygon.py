@@ -54,7 +54,7 @@ class PolygonProvider(SymbolBySymbol):
         (a bar interval, or a kind of corporate action)."""
         payloads: list[RawPayload] = []
         while url:
-            moment = self.clock()
+            moment = self.clock().astimezone(dt.UTC)
             body = self.http.get(url, params, symbol=symbol, check=lambda b: check(b, first_page=not payloads))
             payloads.append(RawPayload(self.name, symbol, interval, sessions[0], sessions[-1], moment, "json", body, len(payloads)))
             url, params = self._next(json.loads(body).get("next_url")), {}  # next_url carries cursor and query

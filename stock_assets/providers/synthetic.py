@@ -212,7 +212,7 @@ class SyntheticProvider:
             raise ValueError(f"the synthetic provider makes 1d and {', '.join(intraday.STEPS)} bars, not {interval!r}")
         if not symbols or not sessions:
             return FetchResult()  # nothing asked: raw_prices says why, before it calls here
-        ingested_at = self.clock()
+        ingested_at = self.clock().astimezone(dt.UTC)
         positions = _positions(sessions)
         frame = pd.concat([_walk(s, *positions) for s in symbols], ignore_index=True)
         frame, future, running = as_of(frame, ingested_at, interval)
