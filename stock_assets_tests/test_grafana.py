@@ -2,7 +2,8 @@
 the environment only, and every panel's and variable's SQL, with Grafana's macros and
 variables substituted the way its PostgreSQL data source does, executed against the DuckDB
 warehouse of a real materialization and against PostgreSQL holding the same rows (copied in
-here with plain psycopg2 COPY), each returning rows in time order."""
+here with plain psycopg2 COPY), each returning rows in time order. Both are given a
+`live_prices` table as a live refresh writes it: today so far, as of 11:00 New York."""
 
 import datetime as dt
 import io
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from stock_assets_tests.conftest import ROOT, SYMBOLS
-from stock_assets_tests.test_dashboard import materialized_once
+from stock_assets_tests.test_dashboard import LIVE_SCHEMA, last_closes, live_rows, materialized_once, warehouse_copy
 
 GRAFANA = ROOT / "grafana"
 DASHBOARD = json.loads((GRAFANA / "dashboards" / "stock_assets.json").read_text())
@@ -39,7 +40,11 @@ def grafana_sql(sql: str, variables: dict[str, str], start: dt.datetime, end: dt
 
 def panel_queries() -> dict[str, str]:
     queries = {f"variable {v['name']}": v["query"] for v in DASHBOARD["templating"]["list"]}
-    return queries | {p["title"]: t["rawSql"] for p in DASHBOARD["panels"] for t in p["targets"]}
+    return queries | {f"{p['title']} [{t['refId']}]": t["rawSql"] for p in DASHBOARD["panels"] for t in p["targets"]}
+
+
+def panel(title: str, ref: str = "A") -> str:
+    return panel_queries()[f"{title} [{ref}]"]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,12 @@ def materialized(tmp_path_factory):
     with duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True) as con:
         data = {t: con.sql(f"SELECT * FROM {t}").to_arrow_table() for t in TABLES}
     return settings, data
+
+
+@pytest.fixture(scope="module")
+def live(materialized) -> pa.Table:
+    """live_prices at 11:00 New York on the session after the history: 5min bars and the partial daily bar."""
+    return live_rows(last_closes(materialized[0].home / "warehouse.duckdb"))
 
 
 PG_TYPES = {pa.string(): "TEXT", pa.date32(): "DATE", pa.float64(): "DOUBLE PRECISION", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN"}
@@ -72,28 +83,42 @@ def columns_and_rows(cursor) -> tuple[list[str], list[tuple]]:
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
-def run_sql(request, materialized):
+def engine(request, materialized, tmp_path):
+    """open(live_prices rows, or None for no table) -> run(sql) on the materialized tables, in
+    a copy of the DuckDB warehouse or a PostgreSQL schema of the test's own (one open a test)."""
     settings, data = materialized
-    if request.param == "duckdb":
-        con = duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True)
-        con.execute("SET TimeZone = 'UTC'")
-        yield lambda sql: columns_and_rows(con.execute(sql))
+    opened = []
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None  # set up first: torn down after our connections
+
+    def open_with(live: pa.Table | None):
+        if request.param == "duckdb":
+            con = duckdb.connect(str(warehouse_copy(settings, tmp_path, live)), read_only=True)
+            con.execute("SET TimeZone = 'UTC'")
+            opened.append(con)
+            return lambda sql: columns_and_rows(con.execute(sql))
+        con = load_postgres(url, data | ({"live_prices": live} if live is not None else {}))
+        opened.append(con)
+
+        def run(sql):
+            with con.cursor() as cur:
+                cur.execute(sql)
+                return columns_and_rows(cur)
+
+        return run
+
+    yield open_with
+    for con in opened:
         con.close()
-        return
-    con = load_postgres(request.getfixturevalue("postgres_url"), data)
-
-    def run(sql):
-        with con.cursor() as cur:
-            cur.execute(sql)
-            return columns_and_rows(cur)
-
-    yield run
-    con.close()
 
 
-def test_every_panel_and_variable_query_returns_rows_in_time_order(run_sql, materialized):
+@pytest.fixture
+def run_sql(engine, live):
+    return engine(live)
+
+
+def test_every_panel_and_variable_query_returns_rows_in_time_order(run_sql, materialized, live):
     _, data = materialized
-    ts = data["prices"]["ts"].to_pylist()
+    ts = data["prices"]["ts"].to_pylist() + live["ts"].to_pylist()  # Grafana's "now" is during the session
     start, end = min(ts) - dt.timedelta(days=1, seconds=0.25), max(ts) + dt.timedelta(days=1)
     empty, failed = [], {}
     for title, sql in panel_queries().items():
@@ -123,7 +148,8 @@ def test_the_dashboard_has_every_seed_panel_on_the_provisioned_data_source():
         assert any(wanted in t for t in titles), wanted
     refs = [p["datasource"] for p in DASHBOARD["panels"]] + [t["datasource"] for p in DASHBOARD["panels"] for t in p["targets"]]
     assert all(r == {"type": source["type"], "uid": source["uid"]} for r in refs)
-    per_symbol = [p for p in DASHBOARD["panels"] if "heatmap" not in p["title"] and "quality" not in p["title"]]
+    every_symbol = ("heatmap", "quality", "Today so far")  # panels of every symbol at once
+    per_symbol = [p for p in DASHBOARD["panels"] if not any(w in p["title"] for w in every_symbol)]
     assert all("${symbol:sqlstring}" in t["rawSql"] for p in per_symbol for t in p["targets"])
     assert all("$__timeFilter(" in t["rawSql"] for p in DASHBOARD["panels"] for t in p["targets"])
 
@@ -136,3 +162,47 @@ def test_the_data_source_takes_every_connection_value_from_the_environment():
     assert source["secureJsonData"] == {"password": "$STOCK_ASSETS_GRAFANA_PG_PASSWORD"}  # $VAR: no double expansion
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "stock_assets.yaml").read_text())["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+# --- Today so far: live_prices beside history -----------------------------------------------
+
+def window(live: pa.Table) -> tuple[dt.datetime, dt.datetime]:
+    """The dashboard's default range, now-1y .. now, with now = the refresh's as_of."""
+    now = max(live["as_of"].to_pylist())
+    return now - dt.timedelta(days=365), now
+
+
+def test_today_so_far_is_the_session_in_progress_as_of_new_york_time(engine, live):
+    run = engine(live)
+    start, end = window(live)
+    titles = [p["title"] for p in DASHBOARD["panels"]]
+    assert {"Today so far, ${today_as_of}", "${symbol} today so far, ${today_as_of}"} <= set(titles)
+    assert titles.index("Today so far, ${today_as_of}") < titles.index("Price and moving averages")  # first on the board
+    as_of = {v["name"]: v["query"] for v in DASHBOARD["templating"]["list"]}["today_as_of"]
+    assert run(as_of)[1] == [("as of 11:00 New York",)]
+
+    columns, rows = run(grafana_sql(panel("Today so far, ${today_as_of}"), {}, start, end))
+    assert columns[:3] == ["symbol", "price", "vs last close %"]
+    daily = {r["symbol"]: r for r in live.to_pylist() if r["interval"] == "1d"}
+    last = dict(run("SELECT symbol, close FROM prices WHERE session = (SELECT max(session) FROM prices)")[1])
+    assert [r[0] for r in rows] == sorted(SYMBOLS)
+    for symbol, price, change, *_ in rows:
+        assert price == pytest.approx(daily[symbol]["close"])
+        assert change == pytest.approx(100 * (daily[symbol]["close"] / last[symbol] - 1))
+
+    bars = sorted((r["ts"], r["close"]) for r in live.to_pylist() if r["symbol"] == "MSFT" and r["interval"] != "1d")
+    for title, ref in (("${symbol} today so far, ${today_as_of}", "A"), ("Price and moving averages", "B")):
+        columns, rows = run(grafana_sql(panel(title, ref), {"symbol": "MSFT"}, start, end))
+        assert columns[:2] == ["time", "today so far" if ref == "B" else "close"]
+        assert [(r[0], r[1]) for r in rows] == [(t, pytest.approx(c)) for t, c in bars], title  # 18 bars, 09:30 .. 10:55
+
+
+@pytest.mark.parametrize("case", ["empty", "final bars loaded"])
+def test_no_session_in_progress_shows_no_today_rows(engine, live, case):
+    final = live_rows({s: 100.0 for s in SYMBOLS}, session=dt.date(2024, 2, 28), as_of=dt.datetime(2024, 2, 28, 16, 0, tzinfo=dt.UTC))
+    run = engine(LIVE_SCHEMA.empty_table() if case == "empty" else final)  # final: a session whose final bars loaded since
+    start, end = window(live)
+    as_of = {v["name"]: v["query"] for v in DASHBOARD["templating"]["list"]}["today_as_of"]
+    assert run(as_of)[1] == [("no session in progress",)]
+    for title, ref in (("Today so far, ${today_as_of}", "A"), ("${symbol} today so far, ${today_as_of}", "A"), ("Price and moving averages", "B")):
+        assert run(grafana_sql(panel(title, ref), {"symbol": "MSFT"}, start, end))[1] == [], title
