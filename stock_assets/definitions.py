@@ -23,6 +23,7 @@ from stock_assets.defs import (
     ingest,
     lake,
     landing,
+    live,
     maintenance,
     publish,
     quality,
@@ -63,7 +64,7 @@ def resources_for(settings: Settings) -> dict:
     }
 
 
-MODULES = (ingest, lake, actions, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, repair, alerts)
+MODULES = (ingest, lake, actions, quality, publish, warehouse, analytics, schedules, sensors, landing, maintenance, repair, alerts, live)
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

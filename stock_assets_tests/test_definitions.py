@@ -1,4 +1,4 @@
-"""The code location as Dagster sees it: the ten assets, their partitions and the gate."""
+"""The code location as Dagster sees it: the eleven assets, their partitions and the gate."""
 
 import dagster as dg
 
@@ -7,7 +7,7 @@ from stock_assets.partitions import trading_sessions_partitions
 
 defs = code_location()  # what Dagster loads, from the suite's environment
 
-ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "corporate_actions", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices", "dashboard"]
+ASSETS = ["raw_prices", "landing_csv", "lake_parquet", "corporate_actions", "deduped_prices", "dq_report", "redshift_table", "indicators", "published_prices", "dashboard", "live_prices"]
 
 
 def test_the_seven_assets_are_wired_as_designed():
@@ -25,10 +25,14 @@ def test_the_seven_assets_are_wired_as_designed():
         "indicators": ["redshift_table"],
         "dashboard": ["dq_report", "indicators"],
         "published_prices": ["deduped_prices", "dq_report"],
+        "live_prices": [],  # the session in progress: its own runs (live_prices_job), not the daily run's
     }
+    daily = defs.resolve_job_def("daily_prices_job")
+    assert "live_prices" not in {k.to_user_string() for k in daily.asset_layer.selected_asset_keys}
+    assert dg.AssetCheckKey(dg.AssetKey("live_prices"), "live_prices_fresh") not in daily.asset_layer.asset_graph.asset_check_keys
 
 
-ONE_THING = ["published_prices", "dashboard"]  # one pointer, one page: no per-session bookkeeping
+ONE_THING = ["published_prices", "dashboard", "live_prices"]  # one pointer, one page, today so far: no per-session bookkeeping
 
 
 def test_every_asset_is_session_partitioned_with_backfills_sized_to_the_universe():

@@ -13,8 +13,8 @@ from stock_assets.settings import Settings
 
 daily_prices_job = dg.define_asset_job(
     "daily_prices_job",
-    selection=dg.AssetSelection.all(),
-    description="The whole graph for one session (the schedule) or a range (backfills).",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("live"),  # live_prices has runs of its own (defs/live.py)
+    description="The whole graph for one session (the schedule) or a range (backfills); live_prices is not in it.",
 )
 
 
