@@ -21,6 +21,7 @@ from stock_assets.full_disk import writing
 from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.errors import ProviderError
+from stock_assets.providers.live_bars import bars_so_far
 from stock_assets.providers.registry import parse_payloads
 from stock_assets.schema import BAR_SCHEMA, conform
 from stock_assets.seed_csv import LandingFormatError
@@ -73,7 +74,7 @@ def fetch_live(provider, symbols, interval: str, now: dt.datetime) -> LiveFetch:
     if found is None:
         said = f"no NYSE session in progress at {as_of.astimezone(ZoneInfo(NY)):%Y-%m-%d %H:%M} New York: nothing fetched"
         return LiveFetch(None, as_of, LIVE_SCHEMA.empty_table(), notes=[said])
-    session, opened, closes = found
+    session, opened, _ = found
     result = provider.fetch(list(symbols), [session], interval)
     failures = dict(result.failures)
     parsed = []
@@ -84,7 +85,7 @@ def fetch_live(provider, symbols, interval: str, now: dt.datetime) -> LiveFetch:
             failures[payload.symbol] = f"cannot parse its {payload.provider} payload: {got}"
     bars = pa.concat_tables(parsed) if parsed else BAR_SCHEMA.empty_table()
     bars = bars.filter(pc.invert(pc.is_in(bars["symbol"], pa.array(sorted(failures), pa.string()))))
-    intraday = ended_bars(bars, session, interval, opened, closes, as_of)
+    intraday = ended_bars(bars, session, interval, as_of)
     rows = pa.concat_tables([intraday, partial_daily(intraday, opened)]) if intraday.num_rows else intraday
     rows = rows.append_column("as_of", pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), rows.num_rows))
     return LiveFetch(session, as_of, tables.sort(conform(rows, LIVE_SCHEMA), ("symbol", "interval", "ts")), failures, list(result.notes))
@@ -95,15 +96,13 @@ def refresh(provider, symbols, interval: str, now: dt.datetime) -> pa.Table:
     return fetch_live(provider, symbols, interval, now).rows
 
 
-def ended_bars(bars: pa.Table, session: dt.date, interval: str, opened: dt.datetime, closes: dt.datetime, as_of: dt.datetime) -> pa.Table:
-    """The session's bars of `interval` inside regular hours that ended by `as_of` (a bar ends
-    `interval` after its start, or at the close), one per (symbol, ts): the latest ingested."""
-    con = tables.duckdb_over(bars=bars)
-    latest = con.sql(
-        """SELECT * FROM bars
-           WHERE interval = ? AND session = ? AND ts >= ? AND least(ts + to_minutes(?), ?::TIMESTAMPTZ) <= ?
-           QUALIFY row_number() OVER (PARTITION BY symbol, ts ORDER BY ingested_at DESC) = 1""",
-        params=[interval, session, opened, MINUTES[interval], closes, as_of],
+def ended_bars(bars: pa.Table, session: dt.date, interval: str, as_of: dt.datetime) -> pa.Table:
+    """The session's bars of `interval` that overlap its regular hours and ended by `as_of`
+    (providers.live_bars.bars_so_far: a bar ends `interval` after its start, or at the close), one
+    per (symbol, ts): the latest ingested."""
+    so_far = bars_so_far(tables.only(bars, pc.fill_null(pc.equal(bars["interval"], interval), False)), session, as_of)
+    latest = tables.duckdb_over(bars=so_far).sql(
+        "SELECT * FROM bars QUALIFY row_number() OVER (PARTITION BY symbol, ts ORDER BY ingested_at DESC) = 1"
     ).to_arrow_table()
     return tables.sort(conform(latest, BAR_SCHEMA), ("symbol", "ts"))
 
