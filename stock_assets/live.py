@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import write_deltalake
 
-from stock_assets import tables
+from stock_assets import clock, tables
 from stock_assets.calendar import NY, is_session, session_bounds
 from stock_assets.full_disk import writing
 from stock_assets.lake import delta
@@ -157,9 +157,11 @@ def read_live(storage: LakeStorage) -> pa.Table:
     return tables.sort(conform(rows, LIVE_SCHEMA), ("symbol", "interval", "ts"))
 
 
-def drop_final(storage: LakeStorage, warehouse, sessions: list[dt.date], symbols=None) -> int:
+def drop_final(storage: LakeStorage, warehouse, sessions: list[dt.date], symbols=None, keep_days: float | None = None) -> int:
     """Remove the live rows of `sessions` (of `symbols` only, when given): their final bars have
-    just loaded. Tables that hold none are not written (nor created); returns the rows removed."""
+    just loaded. Tables that hold none are not written (nor created); returns the rows removed.
+    With `keep_days`, lake/live_prices is then compacted and its files older than that vacuumed
+    (a refresh writes a version each time; the weekly maintenance keeps to the final tables)."""
     if not sessions:
         return 0
     first, last = min(sessions), max(sessions)
@@ -170,6 +172,8 @@ def drop_final(storage: LakeStorage, warehouse, sessions: list[dt.date], symbols
     held = pc.sum(mine.cast(pa.int64())).as_py() or 0
     if held:
         delta.write_window(storage, LAKE_PATH, LIVE_SCHEMA.empty_table(), [first, last], symbols)
+        if keep_days is not None:  # delta-rs measures the age of files by the system clock, not ours
+            delta.maintain(storage, LAKE_PATH, max(dt.timedelta(0), dt.datetime.now(dt.UTC) - (clock.now() - dt.timedelta(days=keep_days))))
     removed = 0
     if warehouse.table_exists(TABLE):
         count = warehouse.query(f"SELECT count(*) AS n FROM {TABLE} WHERE {window_sql(first, last, symbols)}")["n"][0].as_py()

@@ -205,6 +205,9 @@ def test_drop_final_removes_only_the_loaded_symbols_rows(settings):
     assert drop_final(lake, warehouse, [BEFORE, SESSION], symbols=["MSFT"]) == 19
     assert sorted(set(read_live(lake)["symbol"].to_pylist())) == ["AAPL", "IBM"]
     assert sorted(set(warehouse.query("SELECT DISTINCT symbol FROM live_prices")["symbol"].to_pylist())) == ["AAPL", "IBM"]
+    store_live(lake, warehouse, read_live(lake))  # another refresh: another version, the old files kept for readers "as of"
+    assert drop_final(lake, warehouse, [SESSION], keep_days=0) == 38  # and the files no version needs are vacuumed
+    assert [p for p in lake.list_files(LAKE_PATH) if p.endswith(".parquet")] == [] and read_live(lake).num_rows == 0
 
 
 def test_postgresql_replaces_the_table_in_one_transaction(settings, postgres_url):

@@ -40,7 +40,8 @@ def build(settings: Settings) -> dg.Definitions:
         loaded = adjust(deduped_prices, read_actions(lake.storage(), sorted(set(deduped_prices["symbol"].to_pylist()))))
         yield dg.Output(loaded, metadata=table_metadata(context, loaded, sessions))  # the IO manager loads it here
         window = run_window(context, settings)
-        dropped = drop_final(lake.storage(), warehouse.get(lake=lake.storage()), sessions, window.symbols if window.scoped else None)
+        dropped = drop_final(lake.storage(), warehouse.get(lake=lake.storage()), sessions, window.symbols if window.scoped else None,
+                             keep_days=settings.lake_retention_days)  # fmt: skip
         if dropped:
             context.log.info(f"live_prices: {dropped} rows of {window} removed: their final bars are loaded")
         loaded = warehouse.get().query(  # the window's symbols' rows: other symbols' are not this window's
