@@ -7,8 +7,11 @@ weekend fetch nothing; the daily run's load of the session removes its live rows
 
 import dataclasses
 import datetime as dt
+import os
+import re
 import subprocess
 import sys
+import time
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -21,13 +24,14 @@ from deltalake import DeltaTable
 from stock_assets import clock
 from stock_assets.cli import materialize_range
 from stock_assets.definitions import build_defs
+from stock_assets.instance import PID_TAG
 from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.live import LAKE_PATH, LIVE_SCHEMA, drop_final, fetch_live, read_live, store_live
 from stock_assets.providers.synthetic import SyntheticProvider, synthetic_intraday
 from stock_assets.warehouse.postgres import PostgresWarehouse
 from stock_assets.warehouse.warehouse import warehouse_for_url
-from stock_assets_tests.test_cli import ROOT
+from stock_assets_tests.test_cli import ROOT, environment
 
 NY = ZoneInfo("America/New_York")
 SESSION, BEFORE, HOLIDAY, SATURDAY = dt.date(2026, 10, 13), dt.date(2026, 10, 12), dt.date(2026, 11, 26), dt.date(2026, 10, 17)
@@ -257,3 +261,39 @@ def test_the_core_reads_without_dagster():
     probe = "import sys\nimport stock_assets.live, stock_assets.live_lock, stock_assets.live_schedule\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_two_refreshes_launched_at_once_end_as_one(tmp_path):
+    """`python -m stock_assets.cli live` twice at once, each a process under faketime at 11:00 New
+    York. The warehouse file is held open meanwhile, so whichever takes the lock first is still
+    holding it, waiting to write, when the other reaches it: that one skips, naming it."""
+    env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="AAPL,MSFT")
+    command = ["faketime", "2026-10-13 15:00:00", sys.executable, "-m", "stock_assets.cli", "live"]
+    busy = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    try:
+        both = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        deadline = time.monotonic() + 120
+        while all(p.poll() is None for p in both) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        busy.close()
+    outs = {p.pid: p.communicate(timeout=120)[0] for p in both}
+    assert [p.returncode for p in both] == [0, 0], outs
+    [winner] = [pid for pid, out in outs.items() if out.startswith("stock_assets live: refreshed")]
+    [loser] = [out for pid, out in outs.items() if pid != winner]
+    assert loser.startswith("stock_assets live: nothing refreshed")
+    holder = re.search(r"skipped: another refresh is in progress \(PID (\d+) since 2026-10-13 15:00:\d\d UTC\)", loser)
+    assert holder, loser
+    assert "2026-10-13, as of 11:00 New York" in outs[winner]
+    lake = LakeStorage(str(tmp_path / "lake"))
+    assert len(DeltaTable(delta.table_uri(lake, LAKE_PATH)).history()) == 1  # one refresh's commit
+    os.environ["DAGSTER_HOME"], saved = str(tmp_path / "dagster"), os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert [(r.job_name, r.status, r.remote_job_origin.location_name) for r in runs] == [
+                ("live_prices_job", dg.DagsterRunStatus.SUCCESS, "stock_assets")] * 2  # fmt: skip
+            refreshed = instance.get_run_by_id(instance.get_latest_materialization_event(dg.AssetKey("live_prices")).run_id)
+            assert refreshed.tags[PID_TAG] == holder[1]  # the lock's holder named is the process that refreshed
+    finally:
+        os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)
