@@ -38,6 +38,13 @@ def sessions_per_run(symbols: int, interval: str, rows_per_run: int = ROWS_PER_R
     return max(1, rows_per_run // (max(symbols, 1) * BARS_PER_SESSION[interval]))
 
 
+def default_home(interval: str) -> str:
+    """./.stock_assets, and a home of its own inside it for another interval (./.stock_assets/60min):
+    a home holds one interval (a window loaded at 60min replaces its sessions' bars), so the hourly
+    view of `STOCK_ASSETS_INTERVAL=60min make run SESSIONS=7` leaves the daily history as it is."""
+    return "./.stock_assets" if interval == "1d" else f"./.stock_assets/{interval}"
+
+
 class SettingsError(ValueError):
     """A setting that cannot work: the message names the variable and what it accepts."""
 
@@ -154,7 +161,8 @@ class Settings:
         """Every variable read and checked here, once: a bad one raises SettingsError naming it."""
         env = os.environ if env is None else env
         today = today or dt.date.today()
-        home = Path(env.get("STOCK_ASSETS_HOME") or "./.stock_assets").resolve()
+        interval = _choice(env, "STOCK_ASSETS_INTERVAL", "1d", INTERVALS)
+        home = Path(env.get("STOCK_ASSETS_HOME") or default_home(interval)).resolve()
         raw_symbols = env.get("STOCK_ASSETS_SYMBOLS", "AAPL,MSFT,NVDA,IBM,AMZN")
         symbols = tuple(s.strip().upper() for s in raw_symbols.split(",") if s.strip())
         if not symbols:
@@ -164,7 +172,6 @@ class Settings:
                 validate_symbol(symbol)
             except InvalidSymbolError as err:
                 raise _fail("STOCK_ASSETS_SYMBOLS", raw_symbols, "upper-case letters, digits, '.' or '-', 1-15 characters each", str(err)) from None
-        interval = _choice(env, "STOCK_ASSETS_INTERVAL", "1d", INTERVALS)
         provider = _choice(env, "STOCK_ASSETS_PROVIDER", "synthetic", PROVIDERS)
         prefix, defaults = provider.upper(), DEFAULTS[provider]
         faults = tuple(f.strip() for f in env.get("STOCK_ASSETS_SYNTHETIC_FAULTS", "").split(",") if f.strip())

@@ -5,9 +5,12 @@ close when the close comes first, a split explains the first bar of its ex-date 
 is measured against the last close of the session before, volatility is annualized per bar."""
 
 import datetime as dt
+import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -18,8 +21,10 @@ from stock_assets.calendar import session_bounds
 from stock_assets.lake import delta
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.synthetic import synthetic_bars
+from stock_assets.reports.dashboard import render_dashboard
 from stock_assets.reports.data import read_report_data
 from stock_assets.restatement import closes_before
+from stock_assets.settings import Settings
 from stock_assets.transforms.actions import ACTIONS_SCHEMA, with_factors
 from stock_assets.transforms.indicators import compute_indicators
 from stock_assets.transforms.quality_window import jumps, partial_bars
@@ -106,11 +111,15 @@ UNIVERSE = ("AAPL", "MSFT", "NVDA", "IBM", "AMZN")  # the default
 def hourly_home(tmp_path_factory):
     """STOCK_ASSETS_INTERVAL=60min and nothing else: the CLI `make run SESSIONS=7` calls, under faketime."""
     home = tmp_path_factory.mktemp("hourly")
-    env = environment(home, STOCK_ASSETS_INTERVAL="60min", TZ="UTC")
-    done = subprocess.run(["faketime", NOW, sys.executable, "-m", "stock_assets.cli", "run", "--sessions", "7"],
-                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    return home, cli_run(home, 7, STOCK_ASSETS_INTERVAL="60min")
+
+
+def cli_run(home, sessions: int, **env: str) -> str:
+    """`make run SESSIONS=<sessions>`'s command in `home` at NOW, with `env` set: its printed summary."""
+    done = subprocess.run(["faketime", NOW, sys.executable, "-m", "stock_assets.cli", "run", "--sessions", str(sessions)],
+                          check=False, cwd=ROOT, env=environment(home, TZ="UTC", **env), capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    return home, done.stdout
+    return done.stdout
 
 
 def query(home, sql: str, params=None) -> list[tuple]:
@@ -207,3 +216,40 @@ def test_every_grafana_query_answers_for_the_hourly_interval(hourly_home):
             if columns[0] == "time":
                 assert [r[0] for r in rows] == sorted(r[0] for r in rows), title
                 assert len(rows) >= (46 if "quality" not in title else 7), title  # a row per hourly bar (per session for the checks)
+
+
+def make_home(checkout: Path, **env: str) -> Path:
+    """The STOCK_ASSETS_HOME the Makefile exports when run in `checkout` with `env` (and no home set)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOCK_ASSETS_", "DAGSTER_"))} | env
+    shown = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "--eval", "show-home: ; @echo $$STOCK_ASSETS_HOME", "show-home"],
+                           cwd=checkout, env=env, check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return Path(shown.strip())
+
+
+def test_the_hourly_view_has_a_home_of_its_own_beside_the_daily_history(tmp_path, monkeypatch):
+    daily_home, hourly_home = make_home(tmp_path), make_home(tmp_path, STOCK_ASSETS_INTERVAL="60min")
+    assert (daily_home, hourly_home) == (tmp_path / ".stock_assets", tmp_path / ".stock_assets" / "60min")
+    monkeypatch.chdir(tmp_path)  # the CLI without make picks the same homes
+    assert [Settings.from_env({"STOCK_ASSETS_INTERVAL": i}).home for i in ("1d", "60min")] == [daily_home, hourly_home]
+    assert Settings.from_env({"STOCK_ASSETS_INTERVAL": "60min", "STOCK_ASSETS_HOME": str(tmp_path / "mine")}).home == tmp_path / "mine"
+
+    cli_run(daily_home, 60)  # `make run`: 60 daily sessions
+    daily = "SELECT * EXCLUDE (ingested_at) FROM prices ORDER BY ALL"
+    before, page = query(daily_home, daily), (daily_home / "reports" / "dashboard.html").read_bytes()
+    out = cli_run(hourly_home, 7, STOCK_ASSETS_INTERVAL="60min")  # then `STOCK_ASSETS_INTERVAL=60min make run SESSIONS=7`
+    assert "stock_assets: succeeded" in out and str(hourly_home / "reports" / "dashboard.html") in out
+    assert query(daily_home, daily) == before and len(before) == 60 * len(UNIVERSE)  # the daily history as it was
+    assert (daily_home / "reports" / "dashboard.html").read_bytes() == page
+    assert query(hourly_home, "SELECT interval, count(*) FROM prices GROUP BY ALL") == [("60min", len(UNIVERSE) * (6 * 7 + 4))]
+
+
+def test_the_page_shows_the_configured_interval_where_a_warehouse_holds_two(hourly_home, tmp_path):
+    home, _ = hourly_home
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(home / "warehouse.duckdb", copy)
+    with duckdb.connect(str(copy)) as con:  # as many rows labelled 1d: on a tie the page would pick 1d
+        con.execute("INSERT INTO prices BY NAME SELECT * REPLACE ('1d' AS interval) FROM prices")
+        assert con.execute("SELECT interval, count(*) FROM prices GROUP BY ALL ORDER BY 1").fetchall() == [("1d", 230), ("60min", 230)]
+    store = warehouse_for_url(f"duckdb:///{copy}")
+    assert render_dashboard(store, tmp_path / "a.html", interval="60min").data.interval == "60min"
+    assert render_dashboard(store, tmp_path / "b.html").data.interval == "1d"  # unasked: the interval with most bars

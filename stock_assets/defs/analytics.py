@@ -90,7 +90,7 @@ def build(settings: Settings) -> dg.Definitions:
 
         Not partitioned: it is one page, drawn once per run (or once after a backfill's runs), so
         a 10-year backfill records one materialization of it, not one per session."""
-        page = render_dashboard(warehouse.get(), reports.path("dashboard.html"))
+        page = render_dashboard(warehouse.get(), reports.path("dashboard.html"), interval=settings.interval)
         data, path = page.data, page.path
         prices = {s: data.bars.loc[data.bars["symbol"] == s, "price"].to_numpy(float) for s in data.symbols}
         chart = markdown_image(prices, "price rebased to the first session")

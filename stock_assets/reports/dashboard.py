@@ -23,11 +23,12 @@ class Dashboard:
 
 
 def render_dashboard(warehouse, path: Path, *, sessions: int = REPORT_SESSIONS, max_symbols: int | None = REPORT_SYMBOLS,
-                     last: dt.date | None = None) -> Dashboard:  # fmt: skip
+                     last: dt.date | None = None, interval: str | None = None) -> Dashboard:  # fmt: skip
     """Re-render the page at `path` from `warehouse` (stock_assets.warehouse.warehouse_for_url):
-    the latest `sessions` loaded sessions up to `last` (default the newest), and today so far
-    from `live_prices` when a session is in progress. Readers see the old page or the new one."""
-    data = read_report_data(warehouse, sessions, max_symbols, last=last)
+    the latest `sessions` loaded sessions up to `last` (default the newest) of `interval`'s bars
+    (default, or when it has none there: the interval with most bars), and today so far from
+    `live_prices` when a session is in progress. Readers see the old page or the new one."""
+    data = read_report_data(warehouse, sessions, max_symbols, last=last, interval=interval)
     today = read_today(warehouse, data.symbols or None)
     write_atomic(path, render(data, clock.now(), today))
     return Dashboard(path, data, today)

@@ -82,17 +82,21 @@ def latest_session() -> dt.date:
     return nyse_calendar().date_to_session(today, direction="previous").date()
 
 
-def read_report_data(warehouse, sessions: int, max_symbols: int | None = None, last: dt.date | None = None) -> ReportData:
+def read_report_data(warehouse, sessions: int, max_symbols: int | None = None, last: dt.date | None = None,
+                     interval: str | None = None) -> ReportData:  # fmt: skip
     """The report's rows for the `sessions` NYSE sessions up to `last` (default: the newest
     loaded), not before the first loaded one; past `max_symbols` only the first symbols
     (alphabetically) are shown: a page (and its build time) for hundreds of symbols helps nobody.
-    Intraday bars: fewer sessions, so that a symbol has at most BARS_SHOWN bars (shown_sessions)."""
+    One interval: `interval` (STOCK_ASSETS_INTERVAL) when the period has bars of it, else the one
+    with most bars. Intraday bars: fewer sessions, so that a symbol has at most BARS_SHOWN bars."""
     oldest, newest = loaded_extent(warehouse)
     last = last or newest or latest_session()
     first = session_offset(last, -(sessions - 1))
     first = max(first, oldest) if oldest and oldest <= last else first
     exists = warehouse.table_exists("prices")
-    interval = main_interval(warehouse.query(INTERVALS_SQL, [first, last])) if exists else "1d"
+    counts = warehouse.query(INTERVALS_SQL, [first, last]) if exists else None
+    if counts is None or interval not in counts["interval"].to_pylist():
+        interval = main_interval(counts) if counts is not None else "1d"
     first = max(first, session_offset(last, -(shown_sessions(sessions, interval) - 1)))
     if not exists:
         frame = pd.DataFrame(columns=["symbol", "session", "ts", "interval", "close", "adj_close", "volume", "source", *VALUES, "price_basis"])
