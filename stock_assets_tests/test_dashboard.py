@@ -19,8 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from stock_assets import live as live_refresh
 from stock_assets.calendar import session_bounds
 from stock_assets.cli import materialize_range
+from stock_assets.lake.storage import LakeStorage
+from stock_assets.providers.synthetic import SyntheticProvider
 from stock_assets.reports.dashboard import render_dashboard
 from stock_assets.reports.figures import PANELS
 from stock_assets.reports.page import write_atomic
@@ -255,3 +258,19 @@ def test_no_live_prices_table_no_rows_or_only_final_sessions_show_nothing_of_tod
         text = page.path.read_text()
         assert page.today is None and "Today so far" not in text and "today so far" not in text, case
         assert "<h2>Latest bar per symbol</h2>" in text and "Plotly.newPlot" in text, case
+
+
+def test_a_live_refresh_of_the_synthetic_market_is_drawn_beside_history(home, tmp_path):
+    """The live refresh's own rows (stock_assets.live at 11:00 New York, synthetic provider), stored
+    as it stores them, then the page drawn as it draws it."""
+    assert live_refresh.LIVE_SCHEMA == LIVE_SCHEMA  # the rows the other tests write are the refresh's
+    settings, _ = home
+    rows = live_refresh.refresh(SyntheticProvider(clock=lambda: LIVE_AS_OF), SYMBOLS, "5min", LIVE_AS_OF)
+    store = warehouse_for_url(f"duckdb:///{warehouse_copy(settings, tmp_path, None)}")
+    live_refresh.store_live(LakeStorage(str(tmp_path / "lake")), store, rows)
+    page = render_dashboard(store, tmp_path / "dashboard.html", interval="1d")
+    assert (page.today.session, page.today.label, page.today.interval) == (LIVE_SESSION, "11:00", "5min")
+    assert sorted(page.today.daily.index) == sorted(SYMBOLS) and len(page.today.bars) == 18 * len(SYMBOLS)
+    daily = {r["symbol"]: r["close"] for r in rows.to_pylist() if r["interval"] == "1d"}
+    assert page.today.daily["close"].to_dict() == daily
+    assert "<h2>Today so far, as of 11:00 New York</h2>" in page.path.read_text()
