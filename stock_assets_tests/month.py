@@ -76,6 +76,15 @@ def warehouse_tables(settings: Settings) -> dict[str, pa.Table]:
         return {t: stable(con.sql(f"SELECT * FROM {t}").to_arrow_table(), keys) for t, keys in KEYS.items() if t in names}
 
 
+def live_rows(settings: Settings) -> pa.Table:
+    """The warehouse's live_prices (none before the first refresh)."""
+    path = settings.warehouse_url.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as con:
+        if "live_prices" not in {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}:
+            return pa.table({"symbol": pa.array([], pa.string()), "session": pa.array([], pa.date32()), "ts": pa.array([], pa.timestamp("us", tz="UTC"))})
+        return con.sql("SELECT * FROM live_prices").to_arrow_table()
+
+
 def reference(settings: Settings, sessions: list[dt.date]) -> dict[str, pa.Table]:
     """One clean run over `sessions`, in a home of its own."""
     clock.shift_to(evening(sessions[-1]))
@@ -167,6 +176,25 @@ class Month:
         """The operator, alerted, runs the session again (the UI's re-execute)."""
         return self.run("daily_prices_job", defs, instance, partition_key=str(day))
 
+    def live_tick(self, day: dt.date, hour: int = 11) -> dg.ExecuteInProcessResult:
+        """live_session_schedule's tick mid-session: live rows of every symbol up to then; `prices`
+        and the final lake tables as they were."""
+        self.day = day
+        at = dt.datetime.combine(day, dt.time(hour), NY)
+        clock.shift_to(at)
+        before = warehouse_tables(self.settings), {p: delta.open_table(self.lake, p).version() for p in LAKE_TABLES}
+        schedule = self.defs.resolve_schedule_def("live_session_schedule")
+        with dg.instance_for_test() as looked_at:  # the schedule reads the instance's runs; an ephemeral one cannot be handed over
+            [request] = schedule.evaluate_tick(dg.build_schedule_context(instance=looked_at, scheduled_execution_time=at)).run_requests
+        result = self.request(request, "live_prices_job")
+        assert result.success, f"{day}: the live refresh failed"
+        rows = live_rows(self.settings)
+        assert sorted(set(rows["symbol"].to_pylist())) == sorted(self.settings.symbols) and set(rows["session"].to_pylist()) == {day}
+        assert max(rows["ts"].to_pylist()) < at, f"{day}: a live bar starts after {at:%H:%M}"
+        after = warehouse_tables(self.settings), {p: delta.open_table(self.lake, p).version() for p in LAKE_TABLES}
+        assert after[1] == before[1] and all(after[0][t].equals(before[0][t]) for t in before[0]), f"{day}: the live refresh touched history"
+        return result
+
     def maintenance_tick(self, sunday: dt.date) -> dg.ExecuteInProcessResult:
         self.day = sunday
         at = dt.datetime.combine(sunday, dt.time(3, 0), NY)
@@ -208,6 +236,8 @@ class Month:
         self.check_warehouse(tables, loaded, clean)
         self.check_lake(tables, loaded)
         self.check_production(loaded, clean)
+        live = live_rows(self.settings)
+        assert not set(live["session"].to_pylist()) & loaded, f"{self.day}: live rows of sessions whose final bars are loaded"
         self.check_runs(alerts)
 
     def check_warehouse(self, tables: dict[str, pa.Table], loaded: set[dt.date], clean: dict[str, pa.Table]) -> None:

@@ -13,6 +13,8 @@ every day something ran; on a fault day the alert is read and acted on, as an op
                  ex-date: that run restates AAPL's earlier sessions and says so (log, metadata, LATEST)
     Tue Oct 13   the daemon is down: no tick
     Wed Oct 14   LATE OUT-OF-ORDER WINDOW: Oct 14 loads, then Oct 13 arrives as a dropped file
+    Thu Oct 15   LIVE: live_session_schedule's 11:00 tick refreshes live_prices; prices untouched;
+                 the evening run loads the session and its live rows are gone
     Mon Oct 19   KILLED RUN: a `dagster asset materialize` of the session is SIGKILLed mid-run;
                  the next run on that instance fails it (and is not blocked by it)
     Wed Oct 21   SYMBOL ADDED: NVDA joins STOCK_ASSETS_SYMBOLS and a run tagged
@@ -62,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FULL_DISK, OUTAGE, PROVIDER_BACK = dt.date(2026, 10, 7), dt.date(2026, 10, 9), dt.date(2026, 10, 12)
 DAEMON_DOWN, LATE_WINDOW, KILLED, DAMAGED = dt.date(2026, 10, 13), dt.date(2026, 10, 14), dt.date(2026, 10, 19), dt.date(2026, 10, 26)
 SYMBOL_ADDED, ADDED = dt.date(2026, 10, 21), "NVDA"
+LIVE = dt.date(2026, 10, 15)
 # The synthetic schedule's actions in the month, and the loaded sessions each restates when first loaded.
 SPLIT = {"symbol": "AAPL", "action": "2:1 split on 2026-10-09", "sessions": 4}  # Oct 5-8
 DIVIDEND_DAY, DIVIDEND = dt.date(2026, 10, 23), {"symbol": "NVDA", "action": "$0.08 dividend on 2026-10-23", "sessions": 14}  # Oct 5-22
@@ -156,6 +159,8 @@ def test_a_month_of_operation(settings, tmp_path, fake_api, monkeypatch, moved_c
                 assert month.run("lake_repair_job", run_config={"ops": {"rebuild_lake_table": {"config": {"table": "lake/deduped"}}}}).success
                 assert month.rerun(day).success
             elif day in SESSIONS:
+                if day == LIVE:
+                    month.live_tick(day)  # month.check, after the evening run: no live row of a loaded session
                 result = month.daily_tick(day)
                 assert result.success, f"{day}: the daily run failed"
                 if day == DIVIDEND_DAY:
