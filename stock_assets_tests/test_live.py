@@ -107,6 +107,8 @@ def test_a_session_refreshed_at_11_then_11_15_then_loaded_after_the_close(settin
         [materialized] = eleven.asset_materializations_for_node("live_prices")
         assert materialized.metadata["as_of"].value == "2026-10-13 11:00 New York" and materialized.metadata["intraday_bars"].value == 3 * 18
         assert [c.passed for c in eleven.get_asset_check_evaluations()] == [True]  # live_prices_fresh
+        page = settings.home / "reports" / "dashboard.html"
+        assert materialized.metadata["dashboard"].value == str(page) and "as of 11:00 New York" in page.read_text()  # redrawn with today so far
         assert_rows_up_to(warehouse_rows(settings, "live_prices"), settings.symbols, at(SESSION, 11))
         order = [("symbol", "ascending"), ("interval", "ascending"), ("ts", "ascending")]
         assert read_live(lake).to_pylist() == warehouse_rows(settings, "live_prices").sort_by(order).to_pylist()

@@ -56,12 +56,12 @@ def _fresh_result(settings: Settings, store, delay: dt.timedelta) -> dg.AssetChe
     return dg.AssetCheckResult(passed=judged.passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata, asset_key=KEY)
 
 
-def _redraw(context: dg.AssetExecutionContext, store, reports: ReportsResource) -> str:
+def _redraw(context: dg.AssetExecutionContext, store, reports: ReportsResource, interval: str) -> str:
     """The dashboard drawn again with today so far: its path, or why it was not."""
     if not store.table_exists("prices"):
         return "not drawn: no history loaded yet (make run)"
     try:
-        return str(render_dashboard(store, reports.path("dashboard.html")).path)
+        return str(render_dashboard(store, reports.path("dashboard.html"), interval=interval).path)
     except Exception as err:  # noqa: BLE001 - the rows are stored and the page keeps its last version: said, not fatal
         context.log.warning(f"{SAID}the dashboard was not redrawn: {type(err).__name__}: {err}")
         return f"not redrawn: {type(err).__name__}: {err}"
@@ -110,7 +110,7 @@ def build(settings: Settings) -> dg.Definitions:
         intraday = rows.filter(pc.not_equal(rows["interval"], "1d"))
         context.log.info(f"{SAID}{fetched.session} as of {as_of:%H:%M} New York: {intraday.num_rows} {settings.live_interval} bars "
                          f"of {len(set(rows['symbol'].to_pylist()))} symbols")  # fmt: skip
-        page = _redraw(context, store, reports)
+        page = _redraw(context, store, reports, settings.interval)
         yield dg.MaterializeResult(
             metadata={
                 "session": str(fetched.session),
