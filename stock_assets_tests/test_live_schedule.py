@@ -154,3 +154,19 @@ def test_the_sensor_reports_freshness_while_the_market_is_open_and_once_when_it_
     assert [e.passed for e in closed.asset_events] == [True] and closed.cursor == "closed"
     again = tick(at(SESSION, 16, 10), closed.cursor)
     assert not again.asset_events and again.skip_message == "no NYSE session in progress: nothing to be fresh for"
+
+
+def test_the_sensor_judges_a_delayed_feed_by_its_delay(settings, dagster_instance, moved_clock, monkeypatch):
+    defs = build_defs(dataclasses.replace(settings, provider="polygon", provider_base_url="http://127.0.0.1:9"))
+    clock.shift_to(at(SESSION, 9, 55))  # 25 minutes after the open: a 15-minute feed's first refresh is due by 10:05
+
+    def evaluate_sensor():
+        with dg.build_sensor_context(instance=dagster_instance, definitions=defs, resources=defs.resources) as context:
+            [evaluation] = defs.resolve_sensor_def("live_prices_freshness_sensor").evaluate_tick(context).asset_events
+        return evaluation
+
+    monkeypatch.setenv("POLYGON_API_KEY", "not-a-real-key")  # no request is made: the delay is the client's
+    delayed = evaluate_sensor()
+    assert delayed.passed and delayed.metadata["summary"].value == "2026-10-13: the first refresh is due by 10:05 New York"
+    monkeypatch.delenv("POLYGON_API_KEY")  # no key, no refresh: stale, said, and the sensor does not break
+    assert not evaluate_sensor().passed

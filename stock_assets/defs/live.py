@@ -56,6 +56,15 @@ def _fresh_result(settings: Settings, store, delay: dt.timedelta) -> dg.AssetChe
     return dg.AssetCheckResult(passed=judged.passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata, asset_key=KEY)
 
 
+def _delay(provider: ProviderResource) -> dt.timedelta:
+    """The provider's feed delay, for the freshness allowed; 0 when its client cannot be made (the
+    refresh itself then fails, naming the missing setting)."""
+    try:
+        return live_delay(provider.client())
+    except (MissingSettingError, ValueError):
+        return dt.timedelta(0)
+
+
 def _redraw(context: dg.AssetExecutionContext, store, reports: ReportsResource, interval: str) -> str:
     """The dashboard drawn again with today so far: its path, or why it was not."""
     if not store.table_exists("prices"):
@@ -129,7 +138,7 @@ def build(settings: Settings) -> dg.Definitions:
 
     @dg.asset_check(asset=live_prices, description="During market hours (NYSE sessions, early closes included), every symbol's live rows are at most STOCK_ASSETS_LIVE_REFRESH_MINUTES + the feed's delay + 5 minutes old.")
     def live_prices_fresh(provider: dg.ResourceParam[ProviderResource], warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        return _fresh_result(settings, warehouse.get(), live_delay(provider.client()))
+        return _fresh_result(settings, warehouse.get(), _delay(provider))
 
     live_prices_job = dg.define_asset_job(
         "live_prices_job",
@@ -158,7 +167,7 @@ def build(settings: Settings) -> dg.Definitions:
     def live_prices_freshness_sensor(context: dg.SensorEvaluationContext, provider: dg.ResourceParam[ProviderResource], warehouse: WarehouseResource):
         """Reports live_prices_fresh every few minutes during market hours (no run), and once when
         the market closes, so the UI shows how fresh live_prices is while it matters."""
-        result = _fresh_result(settings, warehouse.get(), live_delay(provider.client()))
+        result = _fresh_result(settings, warehouse.get(), _delay(provider))
         market_open = result.metadata["market_open"].value
         if not market_open and context.cursor == "closed":
             return dg.SkipReason("no NYSE session in progress: nothing to be fresh for")
