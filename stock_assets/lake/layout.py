@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from stock_assets import tables
-from stock_assets.lake import delta, landing_scope
+from stock_assets.lake import delta, landing_index, landing_scope
 from stock_assets.lake.storage import LakeStorage
 from stock_assets.providers.base import RawPayload
 from stock_assets.schema import BAR_SCHEMA, conform
@@ -186,11 +186,11 @@ def _landing_bodies(table: pa.Table, order: np.ndarray | None, runs: list[tuple[
             yield ahead.popleft().result()
 
 
-def _replace_folder(storage: LakeStorage, folder: str, keep: str | None, symbols=None) -> set[str]:
-    """Delete what `folder` holds but `keep` (and its record) and files dropped by others (ext-*,
-    and their records); with `symbols`, of our files only those whose scope they cover whole
-    (landing_scope.py). Returns the symbols of `symbols` that files kept still hold."""
-    listing = storage.list_files(folder)
+def _replace_folder(storage: LakeStorage, listing: list[str], keep: str | None, symbols=None) -> set[str]:
+    """Delete what a folder held (`listing`, made before `keep` was written) but `keep` (and its
+    record) and files dropped by others (ext-*, and their records); with `symbols`, of our files
+    only those whose scope they cover whole (landing_scope.py). Returns the symbols of `symbols`
+    that files kept still hold."""
     ours = [p for p in _csv_files(listing) if p != keep and not p.rsplit("/", 1)[1].startswith(landing_scope.EXTERNAL)]
     survivors, left = set(), set()
     for old in ours if symbols is not None else ():
@@ -210,7 +210,7 @@ def record_path(path: str) -> str:
     return f"{folder}/_{name}.json"
 
 
-def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: int, chunks: list, symbols: dict[str, int] | None = None) -> None:
+def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: int, chunks: list, symbols: dict[str, int] | None = None) -> dict:
     """One landing CSV of one session (`rows` rows, as `chunks` of bytes), then the record of what
     it holds (rows, bytes, SHA-256, and the window's symbols' rows when scoped: landing_scope.py):
     the landing reconcile compares the file with it, so a file truncated, emptied or edited later
@@ -223,6 +223,7 @@ def write_landing_file(storage: LakeStorage, path: str, session: dt.date, rows: 
     record = {"rows": rows, "bytes": size, "sha256": digest.hexdigest(), "written_at": dt.datetime.now(dt.UTC).isoformat(),
               "sessions": {str(session): rows}} | ({"symbols": symbols} if symbols is not None else {})  # fmt: skip
     storage.write_bytes(record_path(path), json.dumps(record).encode())
+    return record
 
 
 def quarantine(storage: LakeStorage, name: str, body: bytes, reason: str) -> list[str]:
@@ -252,6 +253,11 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     if others:
         raise ValueError(f"bars of symbols outside the landing window's ({','.join(sorted(symbols))}): {', '.join(map(str, others[:5]))}")
     suffix = landing_scope.scope_suffix(symbols)
+    held: dict[str, list[str]] = collections.defaultdict(list)  # what each folder held before: one listing of the window
+    for path in landing_index.window_paths(storage, sessions):
+        held[path.split("/", 2)[1]].append(path)
+    records: dict[str, dict] = {}  # what a reader in this process need not read back (landing_index.Written)
+    scope_kept = None if symbols is None else frozenset(symbols)
 
     def write(item: tuple[dt.date, _Landed | None]) -> str | None:
         session, landed = item
@@ -259,9 +265,10 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
         if landed is not None:
             path = f"landing/{session}/{stamp(landed.latest)}{suffix}.csv"
             scope = None if symbols is None else dict.fromkeys(sorted(set(symbols)), 0) | landed.symbols
-            write_landing_file(storage, path, session, landed.rows, landed.chunks, scope)
+            record = write_landing_file(storage, path, session, landed.rows, landed.chunks, scope)
+            records[path] = {"rows": record["rows"], "sessions": record["sessions"], "scope": scope_kept}
         # Files landed from other systems' drops (ext-*) are theirs, not this window's to replace.
-        if _replace_folder(storage, f"landing/{session}", keep=path, symbols=symbols) and path is None:
+        if _replace_folder(storage, held.get(str(session), []), keep=path, symbols=symbols) and path is None:
             # Older files still hold the window's symbols' rows: an empty file of its scope replaces them.
             path = f"landing/{session}/{stamp(dt.datetime.now(dt.UTC))}{suffix}.csv"
             write_landing_file(storage, path, session, 0, [to_landing_csv(BAR_SCHEMA.empty_table())], dict.fromkeys(sorted(set(symbols)), 0))
@@ -273,6 +280,7 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
     empty = [s for s in sessions if s not in written]
     written |= {s: p for s, p in zip(empty, storage.map(write, [(s, None) for s in empty])) if p}
     paths = [written[s] for s in sessions if s in written]
+    landing_index.WRITTEN.remember(storage, records, record_path, landing_index.window_infos(storage, sessions))
     if in_lake_order:
         return paths, conform(given.combine_chunks())  # one chunk, as a sort would leave it: later steps are faster on it
     # As read_landing returns it: file by file in the order of `sessions` (strays raised above).
@@ -283,7 +291,7 @@ def write_landing_and_keep(storage: LakeStorage, bars: pa.Table, sessions: list[
 
 def _landing_listing(storage: LakeStorage, sessions: list[dt.date]) -> list[str]:
     """Everything in the window's landing folders, in session order."""
-    return [path for paths in storage.map(lambda s: storage.list_files(f"landing/{s}"), sessions) for path in paths]
+    return landing_index.window_paths(storage, sessions)
 
 
 def _csv_files(listing: list[str]) -> list[str]:
@@ -349,9 +357,15 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None)
     """Rows in landing per session (as a file's record counted them when the file is the one recorded,
     else by each row's date, parsing nothing else; of the rows read_landing supplies, `symbols`'
     only when given), and the files that differ from their record ({uri: what differs}):
-    truncated, emptied, edited, unreadable or never recorded."""
+    truncated, emptied, edited, unreadable or never recorded. A file this process wrote, listed
+    as it was right after (and its record too), is counted from the record it wrote without
+    being read back (landing_index.Written)."""
+    infos = {storage.relative(i.path): i for i in landing_index.window_infos(storage, sessions)}
+    listing = list(infos)
 
     def inspect(path: str) -> tuple[dict[str, int] | None, str | None, dict | None]:
+        if (known := landing_index.WRITTEN.record(storage, path, infos[path], infos.get(record_path(path)))) is not None:
+            return known["sessions"], None, known
         body = storage.read_bytes(path)
         try:
             record = json.loads(storage.read_bytes(record_path(path)))
@@ -371,7 +385,6 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None)
             return counts, f"changed since written: {len(dates)} rows and {len(body)} bytes, recorded {record['rows']} rows and {record['bytes']} bytes", None
         return counts, None, record
 
-    listing = _landing_listing(storage, sessions)
     paths = _csv_files(listing)
     found = storage.map(inspect, paths)
     damaged = {storage.uri(p): why for p, (_, why, _) in zip(paths, found) if why}
@@ -391,6 +404,8 @@ def inspect_landing(storage: LakeStorage, sessions: list[dt.date], symbols=None)
 def _supplied_rows(storage: LakeStorage, path: str, supply: set[str], counts: dict[str, int], record: dict | None) -> dict[str, int]:
     """Rows per session of `supply`'s symbols in a landing file: from its record when intact
     (`record` is given only then) and scoped (one session), else counted in its date and symbol columns."""
+    if record and record.get("scope") is not None and record["scope"] <= supply:  # written by this process: all its rows supplied
+        return counts
     if record and isinstance(record.get("symbols"), dict) and len(counts) <= 1:
         return {session: sum(n for sym, n in record["symbols"].items() if sym in supply) for session in counts}
     read = pacsv.ConvertOptions(include_columns=["date", "symbol"], column_types={"date": pa.date32(), "symbol": pa.string()})
@@ -403,9 +418,15 @@ def landing_record_rows(storage: LakeStorage, sessions: list[dt.date], symbols=N
     """Rows the records of the window's own landing files (not dropped ext-* ones; with `symbols`,
     those of its scope: named by landing_scope.scope_suffix) say were written."""
     suffix = landing_scope.scope_suffix(symbols)
-    records = [record_path(p) for p in landing_files(storage, sessions)
-               if not p.rsplit("/", 1)[1].startswith("ext-") and (symbols is None or p.endswith(f"{suffix}.csv"))]  # fmt: skip
-    return sum(json.loads(storage.read_bytes(r))["rows"] for r in records)
+    infos = {storage.relative(i.path): i for i in landing_index.window_infos(storage, sessions)}
+    ours = [p for p in _csv_files(list(infos))
+            if not p.rsplit("/", 1)[1].startswith("ext-") and (symbols is None or p.endswith(f"{suffix}.csv"))]  # fmt: skip
+
+    def rows(path: str) -> int:
+        known = landing_index.WRITTEN.record(storage, path, infos[path], infos.get(record_path(path)))
+        return known["rows"] if known is not None else json.loads(storage.read_bytes(record_path(path)))["rows"]
+
+    return sum(storage.map(rows, ours))
 
 
 # --- typed layers: Delta tables (stock_assets.lake.delta) ---------------------------------

@@ -31,9 +31,12 @@ def filesystem_for(url: str) -> tuple[pafs.FileSystem, str]:
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         # Credentials and, when unset here, the region come from the AWS SDK's default chain.
+        # Delayed open: a small object is one PutObject when its stream closes, not a multipart
+        # upload (create, part, complete: three requests); an error then shows at close.
         fs = pafs.S3FileSystem(
             endpoint_override=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+            allow_delayed_open=True,
         )
         return fs, f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     if parsed.scheme in ("", "file"):
