@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
+# Another interval gets a home of its own inside it (settings.default_home): STOCK_ASSETS_INTERVAL=60min -> .stock_assets/60min
+export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets$(if $(filter-out 1d,$(or $(STOCK_ASSETS_INTERVAL),1d)),/$(STOCK_ASSETS_INTERVAL))
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
 SESSIONS ?= 60
 
