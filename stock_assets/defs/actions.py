@@ -30,7 +30,7 @@ from stock_assets.transforms.dedup import dedupe_latest
 from stock_assets.warehouse.io_manager import WarehouseResource
 
 SEPARATE_ACTIONS = {"polygon"}  # providers whose actions come apart from the bars, as raw/ payloads
-SHOWN = 20  # actions named in the metadata of every session but the window's last (see below)
+SHOWN = 5  # actions named in the metadata of every session but the window's last (see below)
 
 
 def shortened(items: list[str], last: str) -> str:
