@@ -1,4 +1,4 @@
-"""`python -m benchmarks [item ...]` (`make bench`): the eight measurements, a table
+"""`python -m benchmarks [item ...]` (`make bench`): the nine measurements, a table
 on stdout, everything in benchmarks/results/latest.json.
 
     BENCH_SCALE=0.05 python -m benchmarks              # every size x 0.05: a quick check
@@ -17,12 +17,12 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import backfill, datapath, incremental, indicators, intraday, loader, overhead
+from benchmarks import backfill, bookkeeping, datapath, incremental, indicators, intraday, loader, overhead
 from benchmarks.common import REPEATS, SCALE, new_home, remove_home, scaled, universe
 from benchmarks.peers import run as peers
 from benchmarks.report import peers_table, table, write_json
 
-ITEMS = ("datapath", "backfill", "incremental", "overhead", "loader", "indicators", "intraday", "peers")
+ITEMS = ("datapath", "backfill", "incremental", "overhead", "loader", "indicators", "intraday", "peers", "bookkeeping")
 
 
 def run_datapath() -> dict:
@@ -50,6 +50,7 @@ def main(argv: list[str]) -> int:
         "loader": loader.run,
         "indicators": indicators.run,
         "intraday": intraday.run,
+        "bookkeeping": bookkeeping.run,
         "peers": lambda: peers.run(results.get("backfill")),  # item 2's figures quoted when this run has them
     }
     results: dict = {}
