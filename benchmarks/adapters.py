@@ -34,7 +34,7 @@ def indicators_for_window(warehouse, first: dt.date, last: dt.date) -> pa.Table:
 
 def evaluate_window(storage, lake, deduped, previous, sessions, symbols, threshold) -> pa.Table:
     """What dq_report evaluates, the landing side read as the asset reads it."""
-    from stock_assets.defs.quality import evaluate_window
+    from stock_assets.transforms.quality_run import evaluate_window
 
     return evaluate_window(lake, layout.inspect_landing(storage, sessions), deduped, previous, sessions, symbols, threshold)
 

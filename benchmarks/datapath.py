@@ -2,7 +2,7 @@
 functions, in order, in one child process, as an in-process run executes them. Each stage
 gets its inputs the way the run's IO managers give them: raw read back from the lake; landing
 and the Parquet windows handed on in memory after being written, within the same bound
-(stock_assets/lake/io_manager.py: Handoff); the warehouse queried. Generating the synthetic bars is
+(stock_assets/lake/handoff.py); the warehouse queried. Generating the synthetic bars is
 timed apart from the stages. The whole chain is repeated (a median per stage) while it fits
 the budget; peak RSS is the process's, after each stage.
 
@@ -39,13 +39,13 @@ class Ctx:
 
     def store(self, prefix: str, table) -> None:
         """What the run's lake IO manager does with an output: written, and handed on."""
-        from stock_assets.lake.io_manager import store_window
+        from stock_assets.lake.handoff import store_window
 
         store_window(self.handoff, self.storage, prefix, table, self.sessions)
 
     def load(self, prefix: str):
         """What the run's lake IO manager loads: the window handed on, or else read from the lake."""
-        from stock_assets.lake.io_manager import load_window
+        from stock_assets.lake.handoff import load_window
 
         return load_window(self.handoff, self.storage, prefix, self.sessions)
 
@@ -137,7 +137,7 @@ def stage_dashboard(ctx: Ctx) -> int:
 def child(stages: list[str], first: str, last: str, repeats: int = REPEATS) -> dict:
     """The chain of `stages` over first..last in this process (environment from child_env)."""
     from benchmarks.adapters import fetch_synthetic
-    from stock_assets.lake.io_manager import Handoff
+    from stock_assets.lake.handoff import Handoff
     from stock_assets.lake.storage import LakeStorage
     from stock_assets.partitions import sessions_between
     from stock_assets.settings import Settings

@@ -30,8 +30,8 @@ def imports() -> None:
 
     import benchmarks.adapters
     import benchmarks.datapath  # noqa: F401
-    import stock_assets.defs.quality
-    import stock_assets.lake.io_manager
+    import stock_assets.lake.handoff
+    import stock_assets.transforms.quality_run
     import stock_assets.warehouse.warehouse  # noqa: F401
 
 
@@ -76,7 +76,7 @@ def ingest(input: str, first: str, last: str, **_) -> dict:
 
     from benchmarks import datapath
     from benchmarks.common import peak_rss_mib
-    from stock_assets.lake.io_manager import Handoff
+    from stock_assets.lake.handoff import Handoff
     from stock_assets.lake.storage import LakeStorage
     from stock_assets.partitions import sessions_between
     from stock_assets.settings import Settings

@@ -10,32 +10,23 @@ import datetime as dt
 import io
 
 import dagster as dg
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from stock_assets.calendar import nyse_calendar, session_offset
+from stock_assets.calendar import session_offset
 from stock_assets.defs.common import run_window, session_partitioned, table_metadata, warehouse_kind, window_sessions
 from stock_assets.lake import layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.providers.resource import ProviderResource
 from stock_assets.schema import constant
 from stock_assets.settings import Settings
-from stock_assets.transforms.quality import DQ_SCHEMA, RULES, Rule, duplicate_key, evaluate
-from stock_assets.transforms.quality_window import (
-    absent_symbols,
-    completeness,
-    intact,
-    jumps,
-    partial_bars,
-    reconcile,
-    rows_per_session,
-)
+from stock_assets.transforms.quality import DQ_SCHEMA, RULES
+from stock_assets.transforms.quality_run import LAKE_DUPLICATES, evaluate_window
+from stock_assets.transforms.quality_window import absent_symbols
 
 COMPLETE = ("Every symbol of the window (the universe, or the run's stock_assets/symbols) has a bar in every session of the window. Blocking (ERROR) only for a symbol with no bar "
             "in the whole window that has one on the session before and none set aside: an outage, not a listing to come.")
-LAKE_DUPLICATES = Rule("lake_duplicate_keys", "Bars landed more than once (resolved by dedup, latest ingestion wins).", "WARN", duplicate_key)
 CHECKS = [(r.name, r.description, r.severity) for r in (*RULES, LAKE_DUPLICATES)] + [
     ("landing_files_intact", "Every landing file of the window is as it was written (its record: rows, bytes, SHA-256).", "ERROR"),
     ("landing_rows_reconcile", "Rows in landing equal rows in the lake, per session.", "ERROR"),
@@ -56,28 +47,6 @@ def quarantined_symbols(storage, sessions: list[dt.date]) -> set[str]:
     files = [p for p in storage.list_files(f"{layout.QUARANTINE}/provider/{sessions[0]}_{sessions[-1]}") if p.endswith(".csv")]
     read = pacsv.ConvertOptions(include_columns=["symbol"], column_types={"symbol": pa.string()})
     return {s for p in files for s in pacsv.read_csv(io.BytesIO(storage.read_bytes(p)), convert_options=read)["symbol"].to_pylist()}
-
-
-def evaluate_window(lake, landing, deduped, previous, sessions, symbols, jump_threshold, quarantined=frozenset()) -> pa.Table:
-    """Every dq_report row of the window, run id and time left empty. `landing`: rows in landing
-    per session and the damaged landing files (layout.inspect_landing); `previous`: lake/deduped
-    on the session before the window; `quarantined`: symbols set aside in the window."""
-    landing_rows, damaged = landing
-    absent = absent_symbols(deduped, symbols, set(previous["symbol"].to_pylist()), set(quarantined))
-    cal = nyse_calendar().schedule["close"].reindex(pd.DatetimeIndex(sessions))  # one lookup for the window
-    closes = dict(zip(sessions, cal.dt.to_pydatetime()))
-    return pa.concat_tables(
-        [
-            evaluate(RULES, deduped, sessions, "deduped_prices"),
-            evaluate((LAKE_DUPLICATES,), lake, sessions, "lake_parquet"),
-            intact(damaged, sessions),
-            reconcile("landing_rows_reconcile", "lake_parquet", sessions, landing_rows, rows_per_session(lake), ("landing rows", "lake rows")),
-            reconcile("deduped_rows_reconcile", "deduped_prices", sessions, rows_per_session(lake, distinct_keys=True), rows_per_session(deduped), ("lake keys", "deduped rows")),
-            completeness(deduped, sessions, symbols, "deduped_prices", absent),
-            partial_bars(deduped, sessions, closes, "deduped_prices"),
-            jumps(deduped, previous, sessions, jump_threshold, "deduped_prices"),
-        ]
-    )
 
 
 def build(settings: Settings) -> dg.Definitions:
