@@ -182,6 +182,22 @@ def rows_peers(r: dict) -> list[tuple]:
             out.append(row("8", f"  {name}", f"ERROR {run['error'].splitlines()[0][:80]}", "", False))
         else:
             out.append(row("8", f"  {name}", f"ingest {seconds(run['ingest']['wall_s'])}, peak {mib(run['ingest']['peak_rss_mib'])}"))
+    return out + peers_goals({name: run["ingest"] for name, run in r["runs"].items() if "ingest" in run})
+
+
+def peers_goals(ingest: dict) -> list[tuple]:
+    """Issue 26's goals on this run's figures: ours against the fastest and the leanest peer, and on S3 against local."""
+    out, peers = [], {name: x for name, x in ingest.items() if not name.startswith("ours")}
+    if "ours" in ingest and peers:
+        fastest = min(peers, key=lambda name: peers[name]["wall_s"])
+        leanest = min(peers, key=lambda name: peers[name]["peak_rss_mib"])
+        ratio = ingest["ours"]["wall_s"] / peers[fastest]["wall_s"]
+        out.append(row("8", f"  ours ingest wall / the fastest peer's ({fastest})", f"{ratio:.2f} x", "<= 0.8 x", ratio <= 0.8))
+        ratio = ingest["ours"]["peak_rss_mib"] / peers[leanest]["peak_rss_mib"]
+        out.append(row("8", f"  ours peak RSS / the leanest peer's ({leanest})", f"{ratio:.2f} x", "<= 2 x", ratio <= 2))
+    if "ours" in ingest and "ours_s3" in ingest:
+        ratio = ingest["ours_s3"]["wall_s"] / ingest["ours"]["wall_s"]
+        out.append(row("8", "  ours with the lake on S3 (moto, loopback) / local", f"{ratio:.2f} x", "<= 3 x", ratio <= 3))
     return out
 
 
