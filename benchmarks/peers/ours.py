@@ -31,6 +31,7 @@ def imports() -> None:
     import benchmarks.adapters
     import benchmarks.datapath  # noqa: F401
     import stock_assets.lake.handoff
+    import stock_assets.transforms.accounting
     import stock_assets.transforms.quality_run
     import stock_assets.warehouse.warehouse  # noqa: F401
 
@@ -72,14 +73,13 @@ def read_csvdir(input: str, max_workers: int) -> "pa.Table":  # noqa: F821
 def ingest(input: str, first: str, last: str, **_) -> dict:
     import os
 
-    import pyarrow.compute as pc
-
     from benchmarks import datapath
     from benchmarks.common import peak_rss_mib
     from stock_assets.lake.handoff import Handoff
     from stock_assets.lake.storage import LakeStorage
     from stock_assets.partitions import sessions_between
     from stock_assets.settings import Settings
+    from stock_assets.transforms.accounting import sort_window_bars
     from stock_assets.warehouse.warehouse import warehouse_for_url
 
     settings = Settings.from_env()
@@ -102,7 +102,7 @@ def ingest(input: str, first: str, last: str, **_) -> dict:
 
     def landing():
         nonlocal bars
-        window = bars.filter(pc.and_(pc.greater_equal(bars["session"], sessions[0]), pc.less_equal(bars["session"], sessions[-1])))
+        window = sort_window_bars(bars, sessions).landed  # as landing_csv takes the window's bars (no copy when all are)
         bars = None  # as a run lets go of an output once it is stored
         ctx.store("landing", window)
         return window.num_rows
