@@ -2,45 +2,45 @@
 range, in as few runs as fit), each for the configured universe or `--symbols X,Y` only (every
 other symbol's rows stay as they are: stock_assets/window.py): materialize the whole graph and print what happened —
 sessions, rows per asset, check results, where everything is. `rebuild --table lake/<name>`:
-a damaged lake table moved aside and written again (stock_assets/lake/repair.py)."""
+a damaged lake table moved aside and written again (stock_assets/lake/repair.py). `live`: one
+refresh of live_prices, the session in progress (stock_assets/live_cli.py)."""
+
+from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import dagster as dg
-from dagster._core.definitions.job_base import InMemoryJob
-from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
-from dagster._core.execution.api import execute_run
-from dagster._core.execution.execution_result import ExecutionResult
-from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-
-from stock_assets.definitions import LOCATION_NAME, build_defs
-from stock_assets.defs.common import RANGE_TAGS
-from stock_assets.instance import (
-    PoolBusyError,
-    fail_dead_runs,
-    prepare_instance,
-    process_tags,
-    stop_on_signals,
-    wait_for_pool,
-)
-from stock_assets.lake.repair import TABLES, rebuild_table
-from stock_assets.lake.storage import LakeStorage
-from stock_assets.partitions import closed_sessions, sessions_between
-from stock_assets.progress import StepProgress, estimate
 from stock_assets.settings import Settings, sessions_per_run
 from stock_assets.warehouse.common import redact_url
-from stock_assets.warehouse.warehouse import warehouse_for_url
 from stock_assets.window import SYMBOLS_TAG, InvalidWindowError, parse_symbols
+
+# Dagster, the code location and the lake's engines load (~2 s) only in the functions that use
+# them: `--help`, `rebuild` and a refused argument answer without them.
+if TYPE_CHECKING:
+    import dagster as dg
+    from dagster._core.execution.execution_result import ExecutionResult
+    from dagster._core.remote_origin import RemoteJobOrigin
+
+LAKE_TABLES = ("lake/prices", "lake/deduped", "lake/dq_report", "lake/indicators")  # lake/repair.py's TABLES
 
 
 def location_origin(job_name: str) -> RemoteJobOrigin:
     """The job as the UI and the daemon know it: workspace.yaml's code location. Only the location
     and repository names identify it there, so a run that carries this origin is one of the
     location's runs (re-executable from the UI, seen by its run-status sensors)."""
+    from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    from stock_assets.definitions import LOCATION_NAME
+
     target = LoadableTargetOrigin(executable_path=sys.executable, module_name="stock_assets.definitions", working_directory=os.getcwd())
     location = ManagedGrpcPythonEnvCodeLocationOrigin(target, LOCATION_NAME)
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
@@ -50,8 +50,15 @@ def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.
     """One run over the whole graph for sessions first..last (a single-run backfill) and `symbols`
     (the run's stock_assets/symbols tag; None: the universe), in this process, recorded as a run
     of the code location (execute_in_process records none)."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+
+    from stock_assets.defs.common import RANGE_TAGS
+    from stock_assets.instance import process_tags
+
     job = defs.resolve_implicit_global_asset_job_def()
-    every_asset = frozenset(defs.resolve_asset_graph().get_all_asset_keys())  # the UI lists them as the run's target
+    graph = defs.resolve_asset_graph()  # every asset but live_prices (its own runs): the UI lists them as the run's target
+    every_asset = frozenset(k for k in graph.get_all_asset_keys() if graph.get(k).group_name != "live")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     run = instance.create_run_for_job(
         job_def=job.get_subset(asset_selection=every_asset), run_config=quiet, asset_selection=every_asset,
@@ -98,6 +105,8 @@ def summary(result: ExecutionResult, first: str, last: str, count: int, settings
 def backfill_chunks(settings: Settings, first: str, last: str, size: int | None = None, symbols: int | None = None) -> list[tuple[str, str]]:
     """The session range cut into runs as the assets' backfill policy cuts it in the UI
     (settings.sessions_per_run: at most ROWS_PER_RUN bars a run, of `symbols` symbols: the universe's by default)."""
+    from stock_assets.partitions import sessions_between
+
     sessions = [str(s) for s in sessions_between(settings.start, first, last)]
     if not sessions:
         raise ValueError(f"no NYSE session between {first} and {last}")
@@ -107,6 +116,10 @@ def backfill_chunks(settings: Settings, first: str, last: str, size: int | None 
 
 def rebuild(settings: Settings, table: str) -> int:
     """Move a damaged lake table aside and write it again (stock_assets/lake/repair.py)."""
+    from stock_assets.lake.repair import rebuild_table
+    from stock_assets.lake.storage import LakeStorage
+    from stock_assets.warehouse.warehouse import warehouse_for_url
+
     storage = LakeStorage(settings.lake_url)
     warehouse = warehouse_for_url(settings.warehouse_url, lake=storage, redshift_iam_role=settings.redshift_iam_role,
                                   lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
@@ -137,10 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--symbols", default=None, help="only these symbols (comma list), e.g. a symbol just added to "
                              "STOCK_ASSETS_SYMBOLS; every other symbol's rows stay as they are (default: the universe)")
     repair = sub.add_parser("rebuild", help="move a damaged lake table aside and rebuild it from landing/ (or the warehouse)")
-    repair.add_argument("--table", required=True, choices=TABLES)
+    repair.add_argument("--table", required=True, choices=LAKE_TABLES)
+    sub.add_parser("live", help="refresh live_prices: the session in progress so far (nothing outside market hours)")
     args = parser.parse_args(argv)
     if args.command == "rebuild":
         return rebuild(Settings.from_env(), args.table)
+    if args.command == "live":
+        from stock_assets.live_cli import refresh_command
+
+        return refresh_command(Settings.from_env())
 
     settings = Settings.from_env()
     try:
@@ -148,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidWindowError as err:
         print(f"stock_assets: {err}", file=sys.stderr)
         return 2
+    from stock_assets.definitions import build_defs
+    from stock_assets.instance import PoolBusyError, fail_dead_runs, prepare_instance, stop_on_signals, wait_for_pool
+    from stock_assets.partitions import closed_sessions, sessions_between
+    from stock_assets.progress import StepProgress, estimate
+
     instance = prepare_instance()
     stop_on_signals(instance)
     fail_dead_runs(instance)
