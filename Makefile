@@ -7,7 +7,7 @@ export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets$(if $(filter-out 1d,$(or $(S
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster
 SESSIONS ?= 60
 
-.PHONY: install instance run backfill rebuild dev test test-deploy bench bench-peers lint clean
+.PHONY: install instance run backfill live rebuild dev test test-fast test-deploy bench bench-peers lint clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ backfill: install instance
 	@test -n "$(START)" -a -n "$(END)" || { echo "usage: make backfill START=YYYY-MM-DD END=YYYY-MM-DD [SYMBOLS=X,Y]"; exit 2; }
 	$(BIN)/python -m stock_assets.cli backfill --start $(START) --end $(END) $(if $(CHUNK),--chunk $(CHUNK)) $(if $(SYMBOLS),--symbols $(SYMBOLS))
 
+# The session in progress so far (live_prices): nothing outside NYSE market hours (README.md).
+live: install instance
+	$(BIN)/python -m stock_assets.cli live
+
 rebuild: install
 	@test -n "$(TABLE)" || { echo "usage: make rebuild TABLE=lake/prices|lake/deduped|lake/dq_report|lake/indicators"; exit 2; }
 	$(BIN)/python -m stock_assets.cli rebuild --table $(TABLE)
@@ -42,6 +46,10 @@ dev: install instance
 # Two workers: most tests wait on subprocesses, servers and SQLite, not on the two cores.
 test: install
 	$(BIN)/python -m pytest -n 2 --durations=15
+
+# While editing: every test but those marked slow (pyproject.toml's markers). CI runs `make test`, which runs them all.
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow" --durations=10
 
 # deploy/ for real with Docker (deploy/README.md, "How this is tested"): installs and starts what it needs, cleans up.
 test-deploy: install

@@ -120,6 +120,7 @@ def serve(fake_api, provider: str, stage: str) -> None:
         fake_api.polygon_actions(POLYGON_SPLITS, POLYGON_DIVIDENDS, ticker="SPEN")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["synthetic", "alphavantage", "polygon"])
 def test_a_later_window_with_a_dividend_and_a_split_equals_one_clean_load(provider, tmp_path, fake_api, monkeypatch):
     monkeypatch.setenv(f"{provider.upper()}_API_KEY", "SEKRIT-KEY-4711")

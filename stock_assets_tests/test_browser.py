@@ -13,6 +13,7 @@ def browser():
     chrome.close()
 
 
+@pytest.mark.slow
 def test_a_page_with_a_console_error_an_exception_and_a_network_request_has_those_problems(browser, tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(
@@ -35,6 +36,7 @@ def test_a_page_with_a_console_error_an_exception_and_a_network_request_has_thos
     assert {"https://cdn.example.com/lib.js", "http://127.0.0.1:9/pixel.png"} <= set(browser.requests())
 
 
+@pytest.mark.slow
 def test_a_clean_page_has_no_problems_and_screenshots_whole(browser, tmp_path):
     page = tmp_path / "clean.html"
     page.write_text("<!doctype html><body style='height:2000px'><h1>ok</h1><script>console.log('hello')</script></body>")
@@ -46,6 +48,7 @@ def test_a_clean_page_has_no_problems_and_screenshots_whole(browser, tmp_path):
     assert int.from_bytes(shot.read_bytes()[20:24], "big") >= 2000  # the full page's height, not the viewport's
 
 
+@pytest.mark.slow
 def test_an_allowed_origin_is_reached_and_nothing_else(tmp_path):
     import functools
     import http.server

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from stock_assets.calendar import closed_sessions
 from stock_assets.partitions import sessions_between
 from stock_assets_tests.test_deploy import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")

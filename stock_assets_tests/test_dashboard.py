@@ -78,6 +78,7 @@ def dashboard_metadata(result) -> dict:
     return events[0].step_materialization_data.materialization.metadata
 
 
+@pytest.mark.slow
 def test_the_dashboard_is_one_self_contained_html_file_under_home_reports(home):
     settings, result = home
     page = settings.home / "reports" / "dashboard.html"
@@ -103,6 +104,7 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(image)
 
 
+@pytest.mark.slow
 def test_the_preview_is_a_png_line_per_symbol_the_ui_can_show(home):
     preview = dashboard_metadata(home[1])["preview"].value
     encoded = re.search(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", preview).group(1)
@@ -128,6 +130,7 @@ PAGE_STATE = """(() => {
 
 
 
+@pytest.mark.slow
 def test_the_dashboard_opens_offline_in_chromium_with_every_chart_and_no_error(home, tmp_path):
     settings, _ = home
     page = settings.home / "reports" / "dashboard.html"
@@ -216,6 +219,7 @@ TODAY_TRACE = """(() => {
 })()"""
 
 
+@pytest.mark.slow
 def test_today_so_far_as_of_new_york_time_is_beside_history_and_follows_the_symbol_picker(home, tmp_path):
     settings, _ = home
     closes = last_closes(settings.home / "warehouse.duckdb")
@@ -246,6 +250,7 @@ def test_today_so_far_as_of_new_york_time_is_beside_history_and_follows_the_symb
         browser.close()
 
 
+@pytest.mark.slow
 def test_no_live_prices_table_no_rows_or_only_final_sessions_show_nothing_of_today(home, tmp_path):
     settings, _ = home
     closes = last_closes(settings.home / "warehouse.duckdb")
@@ -260,6 +265,7 @@ def test_no_live_prices_table_no_rows_or_only_final_sessions_show_nothing_of_tod
         assert "<h2>Latest bar per symbol</h2>" in text and "Plotly.newPlot" in text, case
 
 
+@pytest.mark.slow
 def test_a_live_refresh_of_the_synthetic_market_is_drawn_beside_history(home, tmp_path):
     """The live refresh's own rows (stock_assets.live at 11:00 New York, synthetic provider), stored
     as it stores them, then the page drawn as it draws it."""

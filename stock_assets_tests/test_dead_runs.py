@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import EmptyWorkspaceTarget
@@ -19,6 +20,8 @@ from stock_assets.instance import fail_dead_runs
 from stock_assets_tests.fake_api import Reply
 from stock_assets_tests.test_cli import ROOT, environment
 from stock_assets_tests.test_faults import MSFT_2019, pool_holders, wait_until
+
+pytestmark = pytest.mark.slow
 
 DAGSTER = Path(sys.executable).with_name("dagster")
 POOL = "provider_alphavantage"

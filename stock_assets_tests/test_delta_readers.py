@@ -43,6 +43,7 @@ def python_blocks(relpath: str) -> list[str]:
     return [b for b in blocks if "deltalake" in b or "stock_assets.lake" in b]
 
 
+@pytest.mark.slow
 def test_the_docs_reads_count_each_row_once_where_a_folder_glob_counts_a_rerun_twice(lake_after_two_runs, capsys):
     home, rows = lake_after_two_runs
     glob = f"SELECT count(*) FROM read_parquet('{home}/lake/lake/deduped/*/*.parquet', hive_partitioning=true)"

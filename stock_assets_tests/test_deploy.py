@@ -86,6 +86,7 @@ def query(params: dict, sql: str, *args) -> list[tuple]:
         con.close()
 
 
+@pytest.mark.slow
 def test_the_production_instance_is_what_deploy_readme_says(production_instance):
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
@@ -110,6 +111,7 @@ def test_the_production_instance_is_what_deploy_readme_says(production_instance)
     assert not instance.get_settings("telemetry")["enabled"]
 
 
+@pytest.mark.slow
 def test_a_run_on_the_production_instance_lands_in_postgres_and_s3(production_instance, deploy_database, settings):
     instance, prefix = production_instance
     result = materialize_range(defs_for(settings), "2024-01-02", "2024-01-03", instance)
@@ -167,6 +169,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_code_location_image_command_serves_the_definitions_from_the_copied_files(tmp_path):
     """deploy/Dockerfile's COPY lines laid out as in the image and its CMD run (on loopback): the
     gRPC server loads stock_assets.definitions from those files alone. The package on PYTHONPATH

@@ -30,6 +30,8 @@ from stock_assets_tests import test_deploy
 from stock_assets_tests.conftest import ROOT
 from stock_assets_tests.test_deploy import ASSETS, BUCKET, DEPLOY, dockerfile, free_port, query
 
+pytestmark = pytest.mark.slow
+
 deploy_database = test_deploy.deploy_database  # the fixture (a throwaway database), shared under its name
 
 BIN = Path(sys.executable).parent

@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pytest
 
 from stock_assets.partitions import sessions_between
 from stock_assets_tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 SESSIONS = sessions_between("2024-01-02", "2024-01-02", "2024-12-31")  # 252 sessions: a file per session to write
 ROW_BYTES = 52  # `S0001,2015-01-02,101.25,102.5,100.75,101.5,1234567` and its newline

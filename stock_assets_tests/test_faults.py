@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pytest
 
 from stock_assets.lake import delta, layout
 from stock_assets.lake.storage import LakeStorage
@@ -44,6 +45,7 @@ def pool_holders(home: Path, pool: str) -> list[str]:
         os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_it_holds_the_pool_is_failed_and_freed_by_the_next_command(tmp_path, fake_api):
     fake_api.route("/query", Reply(MSFT_2019, delay=60))  # the provider hangs: raw_prices holds the pool
     env = environment(tmp_path, STOCK_ASSETS_PROVIDER="alphavantage", ALPHAVANTAGE_API_KEY="k", ALPHAVANTAGE_BASE_URL=fake_api.url,
@@ -68,6 +70,7 @@ def test_a_run_killed_while_it_holds_the_pool_is_failed_and_freed_by_the_next_co
         assert con.execute("SELECT count(*) FROM prices").fetchone()[0] == 5
 
 
+@pytest.mark.slow
 def test_a_killed_dagster_asset_materialize_is_failed_and_freed_by_make_instance(tmp_path, fake_api):
     fake_api.route("/query", Reply(MSFT_2019, delay=60))
     env = environment(tmp_path, STOCK_ASSETS_PROVIDER="alphavantage", ALPHAVANTAGE_API_KEY="k", ALPHAVANTAGE_BASE_URL=fake_api.url,
@@ -85,6 +88,7 @@ def test_a_killed_dagster_asset_materialize_is_failed_and_freed_by_make_instance
     assert pool_holders(tmp_path, "provider_alphavantage") == []
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_waiting_on_its_provider_at_once(tmp_path, fake_api):
     fake_api.route("/query", Reply(MSFT_2019, delay=60))
     env = environment(tmp_path, STOCK_ASSETS_PROVIDER="alphavantage", ALPHAVANTAGE_API_KEY="k", ALPHAVANTAGE_BASE_URL=fake_api.url,
@@ -150,6 +154,7 @@ def test_a_writer_killed_mid_window_leaves_the_previous_version_whole_and_mainte
     assert [p.split("lake/deduped/")[1] for p in on_disk] == delta.current_files(lake, "lake/deduped")  # orphans vacuumed
 
 
+@pytest.mark.slow
 def test_first_commands_at_once_on_a_new_instance_leave_one_schema(tmp_path):
     racer = (
         "import sys, time\n"

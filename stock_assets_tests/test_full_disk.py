@@ -52,6 +52,7 @@ def run_failure_alert(instance, result, url: str) -> None:
     run_failure_alert_sensor(context.for_run_failure())
 
 
+@pytest.mark.slow
 def test_every_write_on_a_full_disk_names_what_it_was_writing(settings, instance, small_disk):
     ours = on_disk(settings, small_disk)
     assert materialize_range(defs_for(ours), FIRST, FIRST, instance).success
@@ -79,6 +80,7 @@ def test_every_write_on_a_full_disk_names_what_it_was_writing(settings, instance
     storage.write_bytes("raw/2024-01-02_2024-01-02/big.json", b"x" * 200_000)  # space again: it writes
 
 
+@pytest.mark.slow
 def test_a_run_on_a_full_disk_fails_at_once_naming_the_file_and_the_alert_says_so(settings, instance, small_disk, fake_api):
     fake_api.route("/hook", b"ok")
     ours = on_disk(settings, small_disk)
@@ -103,6 +105,7 @@ def test_a_run_on_a_full_disk_fails_at_once_naming_the_file_and_the_alert_says_s
     assert materialize_range(defs_for(ours), SECOND, SECOND, instance).success
 
 
+@pytest.mark.slow
 def test_the_alert_of_a_failed_run_says_its_failed_steps_own_error(settings, instance, fake_api):
     fake_api.route("/hook", b"ok")
     result = materialize_range(defs_for(with_faults(settings, "missing_symbol")), FIRST, FIRST, instance)

@@ -116,6 +116,7 @@ def run_sql(engine, live):
     return engine(live)
 
 
+@pytest.mark.slow
 def test_every_panel_and_variable_query_returns_rows_in_time_order(run_sql, materialized, live):
     _, data = materialized
     ts = data["prices"]["ts"].to_pylist() + live["ts"].to_pylist()  # Grafana's "now" is during the session
@@ -135,6 +136,7 @@ def test_every_panel_and_variable_query_returns_rows_in_time_order(run_sql, mate
     assert failed == {} and empty == []
 
 
+@pytest.mark.slow
 def test_the_variables_offer_the_universe_and_the_interval(run_sql):
     queries = {v["name"]: v["query"] for v in DASHBOARD["templating"]["list"]}
     assert [r[0] for r in run_sql(queries["symbol"])[1]] == sorted(SYMBOLS)
@@ -172,6 +174,7 @@ def window(live: pa.Table) -> tuple[dt.datetime, dt.datetime]:
     return now - dt.timedelta(days=365), now
 
 
+@pytest.mark.slow
 def test_today_so_far_is_the_session_in_progress_as_of_new_york_time(engine, live):
     run = engine(live)
     start, end = window(live)
@@ -197,6 +200,7 @@ def test_today_so_far_is_the_session_in_progress_as_of_new_york_time(engine, liv
         assert [(r[0], r[1]) for r in rows] == [(t, pytest.approx(c)) for t, c in bars], title  # 18 bars, 09:30 .. 10:55
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["empty", "final bars loaded"])
 def test_no_session_in_progress_shows_no_today_rows(engine, live, case):
     final = live_rows({s: 100.0 for s in SYMBOLS}, session=dt.date(2024, 2, 28), as_of=dt.datetime(2024, 2, 28, 16, 0, tzinfo=dt.UTC))

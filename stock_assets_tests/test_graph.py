@@ -8,6 +8,7 @@ from collections import Counter
 
 import duckdb
 import pyarrow.compute as pc
+import pytest
 
 from stock_assets.cli import materialize_range
 from stock_assets.lake import delta
@@ -27,6 +28,7 @@ def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
+@pytest.mark.slow
 def test_every_stage_lands_for_a_range(settings, instance):
     result = materialize_range(defs_for(settings), FIRST, LAST, instance)
     assert result.success
@@ -63,6 +65,7 @@ def test_every_stage_lands_for_a_range(settings, instance):
     assert instance.get_runs_count() == 1
 
 
+@pytest.mark.slow
 def test_a_rerun_changes_no_row_and_no_value(settings, instance):
     defs = defs_for(settings)
     columns = "symbol, session, ts, interval, open, high, low, close, adj_close, volume, vwap, trades, source"
@@ -88,6 +91,7 @@ def test_a_rerun_changes_no_row_and_no_value(settings, instance):
     assert again.drop_columns(["ingested_at"]).equals(before.drop_columns(["ingested_at"]))
 
 
+@pytest.mark.slow
 def test_a_second_window_leaves_the_first_untouched(settings, instance):
     defs = defs_for(settings)
     assert materialize_range(defs, FIRST, LAST, instance).success
@@ -103,6 +107,7 @@ def test_a_second_window_leaves_the_first_untouched(settings, instance):
         assert con.execute("SELECT count(*) FROM indicators WHERE session >= '2024-02-01' AND sma_7 IS NULL").fetchall() == [(0,)]
 
 
+@pytest.mark.slow
 def test_a_failed_blocking_check_stops_the_load_and_lands_in_dq_report(settings, instance):
     assert materialize_range(defs_for(settings), FIRST, LAST, instance).success
     with warehouse(settings) as con:
@@ -128,6 +133,7 @@ def test_a_failed_blocking_check_stops_the_load_and_lands_in_dq_report(settings,
     assert pc.sum(pc.invert(report["passed"])).as_py() == 2
 
 
+@pytest.mark.slow
 def test_duplicate_bars_are_resolved_by_dedup_without_blocking(settings, instance):
     result = materialize_range(defs_for(with_faults(settings, "duplicates")), FIRST, LAST, instance)
     assert result.success

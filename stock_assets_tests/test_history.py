@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pytest
 
 from stock_assets.cli import materialize_range
 from stock_assets.defs.analytics import indicators_current
@@ -48,6 +49,7 @@ def check(result, name: str):
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
+@pytest.mark.slow
 def test_windows_loaded_out_of_order_end_as_one_run_over_their_union(settings, instance, tmp_path):
     # Later history first, then earlier history overlapping it: the later sessions' lookback
     # changed (sma_50 becomes defined there), so they are recomputed in the second run.
@@ -68,6 +70,7 @@ def test_windows_loaded_out_of_order_end_as_one_run_over_their_union(settings, i
     assert_same_values(got, want)
 
 
+@pytest.mark.slow
 def test_a_hole_is_reported_and_never_averaged_across_then_filling_it_recomputes(settings, instance, tmp_path):
     """March never loaded: no symbol's gap (the check passes, and says what was not loaded), but
     no indicator reaches across it and the dashboard shows it."""
@@ -151,6 +154,7 @@ def test_staleness_counts_the_lookback_in_sessions():
     assert stale_sessions(prices, loads({d: 150 for d in days[:-1]}), lookback=5) == days[10:16] + [days[-1]]
 
 
+@pytest.mark.slow
 def test_a_prices_only_load_leaves_indicators_visibly_stale_until_the_sensors_run(settings, instance):
     defs = defs_for(settings)
     assert materialize_range(defs, "2024-03-01", "2024-04-30", instance).success

@@ -8,6 +8,7 @@ import json
 
 import duckdb
 import pyarrow as pa
+import pytest
 
 from stock_assets.cli import materialize_range
 from stock_assets.lake.storage import LakeStorage
@@ -46,6 +47,7 @@ def test_no_bar_before_the_open_and_a_partial_one_during_the_session():
     assert all(r["passed"] for r in partial_bars(after, days, closes, "deduped_prices").to_pylist())
 
 
+@pytest.mark.slow
 def test_every_bar_a_provider_returns_is_landed_set_aside_or_outside_the_window(http_settings, fake_api, instance):  # noqa: F811
     body = json.loads(fixture_bytes("alphavantage/time_series_daily_MSFT_compact_demo_2019_stockpoint.json"))
     series = body["Time Series (Daily)"]
@@ -77,6 +79,7 @@ def test_every_bar_a_provider_returns_is_landed_set_aside_or_outside_the_window(
         assert con.execute("SELECT count(*) FROM prices").fetchone()[0] == 29
 
 
+@pytest.mark.slow
 def test_a_landing_file_changed_after_it_was_written_fails_a_blocking_check_naming_it(settings, instance):
     defs = defs_for(settings)
     assert materialize_range(defs, "2024-03-04", "2024-03-08", instance).success

@@ -127,6 +127,7 @@ def query(home, sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params).fetchall()
 
 
+@pytest.mark.slow
 def test_one_setting_gives_hourly_bars_of_the_last_seven_sessions_in_the_lake_and_the_warehouse(hourly_home):
     home, out = hourly_home
     assert "stock_assets: succeeded" in out and "2024-11-22 .. 2024-12-03 (7)" in out
@@ -149,6 +150,7 @@ def test_one_setting_gives_hourly_bars_of_the_last_seven_sessions_in_the_lake_an
     assert {(s, d): tuple(v) for s, d, *v in bars} == daily
 
 
+@pytest.mark.slow
 def test_a_dividend_on_an_hourly_ex_date_is_one_action_measured_against_the_close_before(hourly_home):
     home, _ = hourly_home
     [(value, factor)] = query(home, "SELECT value, factor FROM corporate_actions WHERE symbol = 'AMZN' AND ex_date = ?", [EARLY])
@@ -159,6 +161,7 @@ def test_a_dividend_on_an_hourly_ex_date_is_one_action_measured_against_the_clos
     assert adjusted == [(False, False, True), (True, True, False)]  # before the ex-date restated, from it on as traded
 
 
+@pytest.mark.slow
 def test_indicators_run_over_one_series_per_symbol_across_the_sessions(hourly_home):
     home, _ = hourly_home
     rows = query(home, "SELECT p.ts, p.adj_close, i.sma_7, i.volatility_20, i.pct_change FROM prices p JOIN indicators i USING (symbol, interval, ts) "
@@ -172,6 +175,7 @@ def test_indicators_run_over_one_series_per_symbol_across_the_sessions(hourly_ho
     assert rows[-1][3] == pytest.approx(np.std(log_return[-20:], ddof=1) * np.sqrt(252 * 7), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_the_dashboard_draws_the_hourly_bars_at_new_york_time(hourly_home):
     home, out = hourly_home
     page = home / "reports" / "dashboard.html"
@@ -201,6 +205,7 @@ HOURLY_STATE = """(() => {
 })()"""
 
 
+@pytest.mark.slow
 def test_every_grafana_query_answers_for_the_hourly_interval(hourly_home):
     home, _ = hourly_home
     start, end = dt.datetime(2024, 11, 21, tzinfo=UTC), dt.datetime(2024, 12, 4, tzinfo=UTC)
@@ -226,6 +231,7 @@ def make_home(checkout: Path, **env: str) -> Path:
     return Path(shown.strip())
 
 
+@pytest.mark.slow
 def test_the_hourly_view_has_a_home_of_its_own_beside_the_daily_history(tmp_path, monkeypatch):
     daily_home, hourly_home = make_home(tmp_path), make_home(tmp_path, STOCK_ASSETS_INTERVAL="60min")
     assert (daily_home, hourly_home) == (tmp_path / ".stock_assets", tmp_path / ".stock_assets" / "60min")
@@ -243,6 +249,7 @@ def test_the_hourly_view_has_a_home_of_its_own_beside_the_daily_history(tmp_path
     assert query(hourly_home, "SELECT interval, count(*) FROM prices GROUP BY ALL") == [("60min", len(UNIVERSE) * (6 * 7 + 4))]
 
 
+@pytest.mark.slow
 def test_the_page_shows_the_configured_interval_where_a_warehouse_holds_two(hourly_home, tmp_path):
     home, _ = hourly_home
     copy = tmp_path / "warehouse.duckdb"

@@ -126,6 +126,7 @@ def test_the_rows_read_per_window_do_not_grow_with_history(history):
     assert warehouse.rows_read == [(LOOKBACK_SESSIONS + 1) * 6] * 3
 
 
+@pytest.mark.slow
 def test_the_asset_run_by_dagster_on_a_deep_warehouse_stores_the_full_history_values(settings, instance):
     before = sessions_between(START, "2022-06-01", "2024-01-31")  # deeper than the lookback
     warehouse = warehouse_for_url(settings.warehouse_url)

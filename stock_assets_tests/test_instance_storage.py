@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.execution.api import execute_run
@@ -89,6 +90,7 @@ def test_the_local_instance_keeps_dagsters_files_with_its_storage(tmp_path):
     assert (tmp_path / "home" / "history" / "runs.db").exists()
 
 
+@pytest.mark.slow
 def test_backfills_leave_what_dagsters_storage_leaves_with_checks_planned_once(tmp_path):
     found = {}
     for ours in (True, False):

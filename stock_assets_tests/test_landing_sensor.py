@@ -59,6 +59,7 @@ def drop(lake: LakeStorage, name: str, body: bytes) -> None:
     lake.write_bytes(f"landing/incoming/{name}.done", b"")
 
 
+@pytest.mark.slow
 def test_new_duplicate_and_malformed_files(instance, settings, lake_url):
     lake = LakeStorage(lake_url)
     drop(lake, "ko.csv", KO)
@@ -95,6 +96,7 @@ def test_new_duplicate_and_malformed_files(instance, settings, lake_url):
     assert duplicate.run_key == ko.run_key
 
 
+@pytest.mark.slow
 def test_good_rows_land_and_load_bad_rows_are_quarantined(instance, settings, lake_url):
     lake = LakeStorage(lake_url)
     drop(lake, "mixed.csv", MIXED)
@@ -147,6 +149,7 @@ def test_files_with_old_times_are_picked_up_and_growing_files_wait_until_complet
     assert evaluate(instance, url, cursor)[0] == []  # exactly once
 
 
+@pytest.mark.slow
 def test_a_non_numeric_value_sets_aside_its_row_only_and_nothing_is_deleted(instance, settings, lake_url):
     lake = LakeStorage(lake_url)
     body = KO_TAIL.replace(KO_TAIL.splitlines()[2].split(b",")[2], b"4l.5", 1)  # a typo: one open price is not a number
@@ -163,6 +166,7 @@ def test_a_non_numeric_value_sets_aside_its_row_only_and_nothing_is_deleted(inst
         assert con.execute("SELECT count(*) FROM prices").fetchall() == [(2,)]
 
 
+@pytest.mark.slow
 def test_a_garbage_landed_file_moves_to_quarantine_and_the_rerun_passes(instance, settings):
     lake = LakeStorage(settings.lake_url)
     drop(lake, "mixed.csv", MIXED)

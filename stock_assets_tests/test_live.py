@@ -95,6 +95,7 @@ def assert_rows_up_to(rows: pa.Table, symbols, until: dt.datetime) -> None:
     assert len(as_of) == 1 and until <= as_of.pop() < until + dt.timedelta(minutes=1)
 
 
+@pytest.mark.slow
 def test_a_session_refreshed_at_11_then_11_15_then_loaded_after_the_close(settings, moved_clock):
     defs = build_defs(settings)
     lake = LakeStorage(settings.lake_url)
@@ -194,6 +195,7 @@ def test_a_provider_with_no_live_prices_fails_the_refresh_naming_every_symbol(se
     assert "no symbol could be refreshed for 2026-10-13" in failure and all(f"{s}: " in failure for s in settings.symbols)
 
 
+@pytest.mark.slow
 def test_a_session_window_run_does_not_refresh_live_prices(settings, moved_clock):
     clock.shift_to(at(SESSION, 11))  # market hours: the whole graph over the day before, as `make run` or the UI's 'materialize all'
     with dg.DagsterInstance.ephemeral() as instance:
@@ -265,6 +267,7 @@ def test_the_core_reads_without_dagster():
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_two_refreshes_launched_at_once_end_as_one(tmp_path):
     """`python -m stock_assets.cli live` twice at once, each a process under faketime at 11:00 New
     York. The warehouse file is held open meanwhile, so whichever takes the lock first is still

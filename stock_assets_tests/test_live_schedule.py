@@ -66,6 +66,7 @@ def test_every_15_minutes_from_the_open_to_the_close_of_a_session(settings, dags
     assert all(int(t[3:]) % 15 == 0 for t in times)
 
 
+@pytest.mark.slow
 def test_an_early_close_is_the_last_tick(settings, dagster_instance, moved_clock):
     defs = build_defs(dataclasses.replace(settings, live_refresh_minutes=8))  # 13:00 is not on an 8-minute grid from 09:30
     times = refreshed(defs, dagster_instance, EARLY_CLOSE)

@@ -47,6 +47,7 @@ def messages(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, *s
     return [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None and e.user_message.startswith(starts)]
 
 
+@pytest.mark.slow
 def test_after_two_daily_runs_the_weekly_job_compacts_every_table_by_its_own_layout(settings, instance):
     defs = defs_for(settings)
     for day in DAYS:  # two daily runs: two commits, two files in each table's 2024
@@ -175,6 +176,7 @@ def readable(lake: LakeStorage, version: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_the_production_version_survives_vacuum_with_the_clock_moved_past_the_retention(tmp_path):
     lake = LakeStorage(str(tmp_path / "lake"))
     sessions = sessions_between("2015-01-02", "2024-01-02", "2024-01-05")
@@ -240,6 +242,7 @@ def test_the_production_versions_log_entry_outlives_the_log_retention(tmp_path):
     assert delta.open_table(lake, "lake/deduped", 0).to_pyarrow_table()["close"].to_pylist() == [0.0] * 4
 
 
+@pytest.mark.slow
 def test_on_s3_every_table_is_compacted_and_vacuumed_but_production(s3_lake_url):
     lake = LakeStorage(s3_lake_url)
     sessions = write_twice(lake)

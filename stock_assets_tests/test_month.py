@@ -57,6 +57,8 @@ from stock_assets_tests.month import (
 )
 from stock_assets_tests.month_faults import damage_newest_file, fill_disk, kill_after_step, start_materialize
 
+pytestmark = pytest.mark.slow
+
 FIRST, LAST = dt.date(2026, 10, 5), dt.date(2026, 11, 2)  # sessions closed in real time: full bars
 SESSIONS = sessions_between(FIRST, LAST)
 DAYS = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]

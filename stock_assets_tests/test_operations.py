@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from stock_assets.alerts import AlertsResource
 from stock_assets.cli import backfill_chunks, materialize_range
@@ -44,6 +45,7 @@ def alerts_to(url: str) -> dict:
     return {"alerts": AlertsResource(slack_webhook_url=url, ui_url="http://dagster.example:3000")}
 
 
+@pytest.mark.slow
 def test_a_failed_run_and_its_failed_checks_are_posted_to_slack(settings, instance, fake_api):
     fake_api.route("/hook", b"ok")
     result = materialize_range(defs_for(with_faults(settings, "ohlc")), FIRST, LAST, instance)
@@ -66,6 +68,7 @@ def test_an_undeliverable_alert_is_logged_not_raised(caplog):
     assert "alert delivery failed" in caplog.text and "SECRETTOKEN" not in caplog.text
 
 
+@pytest.mark.slow
 def test_a_failing_provider_step_is_retried_then_succeeds(settings, instance, fake_api, monkeypatch):
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "k")
     body = fixture_bytes("alphavantage/time_series_daily_MSFT_compact_demo_2019_stockpoint.json")

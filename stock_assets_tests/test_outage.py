@@ -83,6 +83,7 @@ def check(result, name: str):
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
+@pytest.mark.slow
 def test_one_symbol_down_fails_the_run_by_name_and_a_rerun_fetches_only_it(http_settings, fake_api, instance):
     """The outage engineer F's simulated month injects: IBM answers HTTP 500 on every try."""
     settings = http_settings("alphavantage", ("AAPL", "MSFT", "IBM"), step_retries=2)
@@ -113,6 +114,7 @@ def test_one_symbol_down_fails_the_run_by_name_and_a_rerun_fetches_only_it(http_
     assert check(again, "prices_complete").passed
 
 
+@pytest.mark.slow
 def test_with_refetch_a_retry_fetches_again_only_what_this_run_has_not(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("AAPL", "MSFT"), step_retries=1)
     fake_api.route("/query", av_series("AAPL"), symbol="AAPL")
@@ -130,6 +132,7 @@ def test_with_refetch_a_retry_fetches_again_only_what_this_run_has_not(http_sett
     assert requests_by_symbol(fake_api) == {"AAPL": 2, "MSFT": 1 + 2 * 2}  # AAPL fetched again once, not on the retry
 
 
+@pytest.mark.slow
 def test_a_symbol_not_listed_yet_does_not_block_and_one_that_stopped_trading_does(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("MSFT", "IBM"))
     fake_api.route("/query", MSFT_2019, symbol="MSFT")  # ends 2019-08-02
@@ -160,6 +163,7 @@ def test_a_symbol_not_listed_yet_does_not_block_and_one_that_stopped_trading_doe
     assert latest(settings) == published
 
 
+@pytest.mark.slow
 def test_polygon_an_empty_series_is_not_listed_yet_unless_it_traded_the_session_before(http_settings, fake_api, instance):
     settings = http_settings("polygon", ("AAPL", "NEWCO"), step_retries=1)
     fake_api.route("/v2/aggs/ticker/AAPL/range/1/day/2023-01-03/2023-01-05", POLYGON_AAPL)
@@ -207,6 +211,7 @@ def polygon_pages(base_url: str) -> list[bytes]:
     return [json.dumps(first).encode(), json.dumps(second).encode(), POLYGON_EMPTY]
 
 
+@pytest.mark.slow
 def test_polygon_an_empty_last_page_ends_the_series_and_keeps_the_pages(http_settings, fake_api, instance):
     settings = http_settings("polygon", ("AAPL",), http_retries=3)
     first, second, empty = polygon_pages("https://api.polygon.io")

@@ -162,6 +162,7 @@ def test_a_dividend_without_type_or_currency_counts_as_regular_cash():
     assert parse_polygon_actions(empty, "XYZ", "dividends", SEEN).num_rows == 0
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_the_actions_fetched_with_the_bars(settings, fake_api, instance, monkeypatch):
     """raw_prices reuses what raw/ holds for the window: the actions pages as well as the bars."""
     monkeypatch.setenv("POLYGON_API_KEY", KEY)

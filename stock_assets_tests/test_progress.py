@@ -39,6 +39,7 @@ def test_the_history_is_the_last_ranged_run_scaled_by_sessions(tmp_path):
         assert expected_steps(instance, 2 * len(WINDOW)) == pytest.approx({step: 2 * seconds for step, seconds in took.items()})
 
 
+@pytest.mark.slow
 def test_a_cli_backfill_says_the_time_left_after_every_step(tmp_path):
     env = environment(tmp_path, STOCK_ASSETS_SYMBOLS="IBM,MSFT")
     for first, last in (("2024-01-02", "2024-01-12"), ("2024-01-16", "2024-01-26")):  # the second with the first as history

@@ -80,6 +80,7 @@ def finish(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_separate_processes_spend_one_budget(tmp_path, fake_api, budget_url):
     fake_api.route("/query", MSFT_2019)
     first, ready_first = start(tmp_path, "run1", "MSFT,IBM,AAPL", fake_api, budget_url)

@@ -180,6 +180,7 @@ def prices(settings, symbol: str) -> list[tuple]:
         ).fetchall()
 
 
+@pytest.mark.slow
 def test_the_whole_graph_with_provider_csvdir_lands_the_files_rows_in_the_warehouse(settings, archive_url, instance):
     # MSFT's archive also has a bar on Saturday 2014-06-07: set aside by landing_csv, never loaded.
     saturday = b"MSFT,2014-06-07,41.0,41.5,40.5,41.2,1000\r\n"

@@ -66,6 +66,7 @@ def raw_files(settings) -> list:
     return sorted(p for p in raw.rglob("*") if p.is_file()) if raw.exists() else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "provider, route, body, status, window, error",
     [
@@ -103,6 +104,7 @@ def test_a_permanent_failure_costs_one_request_per_symbol_and_fails_the_run_at_o
     assert elapsed < 30 and len(fake_api.requests) == 2
 
 
+@pytest.mark.slow
 def test_transient_failures_keep_the_http_backoff_and_the_step_retry(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("IBM", "MSFT"))
     fake_api.route("/query", MSFT_2019.replace(b'"MSFT"', b'"IBM"'), symbol="IBM")
@@ -135,6 +137,7 @@ def test_a_permanent_failure_beside_a_transient_one_stops_at_once(http_settings,
     assert "BadSymbolError" in text and "ThrottledError" in text and "not retried" in text
 
 
+@pytest.mark.slow
 def test_a_transient_failure_recovers_on_the_step_retry(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("MSFT",))
     fake_api.route("/query", Reply(b"busy", 503), Reply(b"busy", 503), MSFT_2019)  # 2 HTTP attempts fail, the step retry lands
@@ -235,6 +238,7 @@ def prices(settings, symbol: str) -> list[tuple]:
         return con.execute("SELECT session::VARCHAR, close FROM prices WHERE symbol = ? ORDER BY session", [symbol]).fetchall()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["Note", "Information"])
 def test_the_2018_throttle_wording_is_waited_out_and_the_symbol_lands(http_settings, fake_api, instance, key):
     settings = http_settings("alphavantage", ("MSFT",))

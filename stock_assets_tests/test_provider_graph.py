@@ -43,6 +43,7 @@ def run_text(instance, result) -> str:
     return "\n".join(str(record) for record in instance.all_logs(result.run_id))
 
 
+@pytest.mark.slow
 def test_alphavantage_window_lands_with_exact_values_and_partial_failure_repairs(http_settings, fake_api, instance):
     settings = http_settings("alphavantage", ("IBM", "MSFT"))
     fake_api.route("/query", MSFT_2019, symbol="MSFT")
@@ -78,6 +79,7 @@ def test_alphavantage_window_lands_with_exact_values_and_partial_failure_repairs
     assert KEY not in run_text(instance, again)
 
 
+@pytest.mark.slow
 def test_polygon_window_lands_with_exact_values(http_settings, fake_api, instance):
     settings = http_settings("polygon", ("AAPL",))
     fake_api.route("/v2/aggs/ticker/AAPL/range/1/day/2023-01-03/2023-01-06", POLYGON_AAPL)
@@ -132,6 +134,7 @@ def test_alphavantage_intraday_month_lands_at_bar_start(http_settings, fake_api,
     assert rows[-1][0] == dt.datetime(2019, 8, 2, 19, 55, tzinfo=dt.UTC)
 
 
+@pytest.mark.slow
 def test_alphavantage_csv_datatype_lands_the_same_way(http_settings, fake_api, instance):
     settings = dataclasses.replace(http_settings("alphavantage", ("IBM",)), alphavantage_datatype="csv")
     body = fixture_bytes("alphavantage/time_series_daily_IBM_datatype_csv_airbyte.csv")

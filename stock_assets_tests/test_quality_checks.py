@@ -35,6 +35,7 @@ def failed(outcome: dict) -> dict:
     return {name: v for name, v in outcome.items() if not v[0] and name != "prices_fresh"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fault, expected, loads",
     [
@@ -64,6 +65,7 @@ def test_each_fault_is_caught_by_its_check(settings, instance, fault, expected, 
     assert dict(report) == in_report
 
 
+@pytest.mark.slow
 def test_a_missing_symbol_fails_the_run_by_name_and_nothing_is_published(settings, instance):
     """missing_symbol: the provider has nothing for IBM (an outage). The window would lack it:
     raw_prices fails naming it after the step retries, nothing is checked, loaded or published;
@@ -81,6 +83,7 @@ def test_a_missing_symbol_fails_the_run_by_name_and_nothing_is_published(setting
     assert json.loads(lake.read_bytes("published/LATEST"))["rows"] == 63
 
 
+@pytest.mark.slow
 def test_clean_data_passes_every_check_and_is_published(settings, instance):
     result = materialize_range(defs_for(settings), FIRST, LAST, instance)
     assert failed(checks(result)) == {}
@@ -101,6 +104,7 @@ def test_clean_data_passes_every_check_and_is_published(settings, instance):
     assert again.equals(published) and pc.sum(pc.is_null(again["close"])).as_py() == 0  # "as of" production: the checked prices
 
 
+@pytest.mark.slow
 def test_a_backfill_publishes_once_in_a_run_of_its_own(settings, instance):
     """As a UI backfill runs it: the window's runs, then published_prices alone (it is not
     partitioned). It publishes the version the window's run wrote, with that run's checks."""
@@ -123,6 +127,7 @@ def test_a_backfill_publishes_once_in_a_run_of_its_own(settings, instance):
     assert json.loads(lake.read_bytes("published/LATEST")) == latest
 
 
+@pytest.mark.slow
 def test_freshness_is_measured_against_the_last_closed_session(settings, instance):
     result = materialize_range(defs_for(settings), FIRST, LAST, instance)
     [fresh] = [e for e in result.get_asset_check_evaluations() if e.check_name == "prices_fresh"]

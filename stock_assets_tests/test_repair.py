@@ -74,6 +74,7 @@ def test_chunks_end_with_the_year_and_at_the_limit():
     assert list(repair.chunks({}, 20)) == []
 
 
+@pytest.mark.slow
 def test_nothing_to_rebuild_from_leaves_the_table_as_it_is(clean, settings, tmp_path):
     settings = home_like(clean, settings, tmp_path)
     storage, empty = LakeStorage(settings.lake_url), warehouse_for_url(f"duckdb:///{tmp_path / 'empty.duckdb'}")
@@ -113,6 +114,7 @@ CASES = [  # (table, damage, how the rebuild is started); each later write fails
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("table", "kind", "started"), CASES)
 def test_a_damaged_table_is_named_rebuilt_and_a_rerun_matches_a_clean_run(table, kind, started, clean, settings, instance, tmp_path, monkeypatch):
     settings = home_like(clean, settings, tmp_path)
@@ -170,6 +172,7 @@ def test_a_damaged_table_is_named_rebuilt_and_a_rerun_matches_a_clean_run(table,
     assert latest["table"] == storage.uri("lake/deduped")  # the re-run published the rebuilt table
 
 
+@pytest.mark.slow
 def test_on_s3_a_deleted_data_file_is_named_and_the_table_rebuilt(clean, settings, s3_lake_url, instance):
     storage, clean_storage = LakeStorage(s3_lake_url), LakeStorage(str(clean / "lake"))
     for path in clean_storage.list_files(""):  # the clean run's lake, copied to the bucket

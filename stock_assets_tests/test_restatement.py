@@ -31,6 +31,8 @@ from stock_assets_tests.conftest import defs_for
 from stock_assets_tests.test_cli import ROOT
 from stock_assets_tests.test_faults import wait_until
 
+pytestmark = pytest.mark.slow
+
 A, B = ("2014-04-01", "2014-04-30"), ("2014-05-01", "2014-06-06")  # few sessions: each run costs its partitions' events
 DIVIDEND, SPLIT = dt.date(2014, 5, 1), dt.date(2014, 6, 2)  # the close before the dividend is in A
 SESSIONS = sessions_between("2012-01-03", A[0], B[1])

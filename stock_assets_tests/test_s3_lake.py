@@ -29,6 +29,7 @@ def warehouse_rows(settings, table: str, columns: str = "*") -> list[tuple]:
         return con.execute(f"SELECT {columns} FROM {table} ORDER BY ALL").fetchall()
 
 
+@pytest.mark.slow
 def test_the_whole_graph_on_s3_matches_the_local_lake(settings, s3_lake_url, instance, tmp_path_factory):
     on_s3 = dataclasses.replace(settings, home=tmp_path_factory.mktemp("s3home"), lake_url=s3_lake_url)
     on_s3 = dataclasses.replace(on_s3, warehouse_url=f"duckdb:///{on_s3.home / 'warehouse.duckdb'}")
@@ -75,6 +76,7 @@ print(layout.write_sessions(LakeStorage(sys.argv[1]), "lake/deduped", bars, sess
 """
 
 
+@pytest.mark.slow
 def test_runs_writing_one_table_at_once_on_s3_all_commit(s3_lake_url):
     """Backfill runs of different windows commit to one Delta table at the same moment: each
     commit is a conditional put, so none overwrites another and every window is there."""
@@ -98,6 +100,7 @@ print(duckdb.sql("SELECT count(*), count(DISTINCT session), min(session) FROM ro
 """
 
 
+@pytest.mark.slow
 def test_duckdb_reads_the_lake_from_the_bucket(settings, s3_lake_url, s3_endpoint, instance):
     on_s3 = dataclasses.replace(settings, lake_url=s3_lake_url)
     assert materialize_range(defs_for(on_s3), FIRST, "2024-01-10", instance).success

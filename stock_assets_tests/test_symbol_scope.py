@@ -176,6 +176,7 @@ def snapshot(settings, not_symbol: str) -> dict:
     return state
 
 
+@pytest.mark.slow
 def test_a_symbol_added_with_symbols_then_one_removed_from_the_universe(alphavantage, fake_api, instance):
     """AAPL joins with a window scoped to it: every other symbol's rows stay identical in every
     layer, ingested_at included, and only AAPL is asked for. Its series lacks the window's last
@@ -231,6 +232,7 @@ def test_a_symbol_added_with_symbols_then_one_removed_from_the_universe(alphavan
     assert warehouse_rows(smaller, "prices", "symbol = 'IBM'") == warehouse_rows(smaller, "indicators", "symbol = 'IBM'") == []
 
 
+@pytest.mark.slow
 def test_cli_backfill_with_symbols_runs_a_window_of_those_symbols_only(tmp_path):
     from stock_assets_tests.test_cli import environment
 

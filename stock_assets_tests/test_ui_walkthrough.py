@@ -22,6 +22,8 @@ from stock_assets.partitions import sessions_between
 from stock_assets_tests.browser import Chromium, chromium_binary
 from stock_assets_tests.test_cli import DAGSTER, ROOT, environment
 
+pytestmark = pytest.mark.slow
+
 OPERATIONS = ROOT / "docs" / "operations.md"
 READY_SECONDS = 90
 WAIT_MS = 15_000  # any one step of the UI

@@ -3,10 +3,14 @@ gives the same warehouse tables as with DuckDB, and a re-run changes nothing."""
 
 import dataclasses
 
+import pytest
+
 from stock_assets.cli import materialize_range
 from stock_assets.warehouse.warehouse import warehouse_for_url
 from stock_assets_tests.conftest import defs_for
 from stock_assets_tests.test_warehouse import rows
+
+pytestmark = pytest.mark.slow
 
 FIRST, LAST = "2024-01-02", "2024-01-31"
 # What differs between two runs by design: when bars were fetched and checks were run.

@@ -108,6 +108,7 @@ def lock_prices(postgres_url):
         con.close()
 
 
+@pytest.mark.slow
 def test_postgresql_table_lock_fails_named_and_bounded_then_loads_once_released(postgres_url, lock_prices):
     warehouse = PostgresWarehouse(postgres_url, lock_timeout_seconds=1)
     warehouse.replace_window("prices", bars(JAN), JAN[0], JAN[-1])
@@ -170,6 +171,7 @@ def test_a_port_that_never_answers_fails_after_the_connect_timeout():
 
 
 
+@pytest.mark.slow
 def test_runs_creating_a_postgresql_table_at_once_all_load(postgres_url):
     """Two runs of a multi-run backfill load their first windows into a table neither has created yet."""
     for round_ in range(6):

@@ -46,6 +46,7 @@ def test_a_failure_after_the_delete_rolls_the_window_back(postgres_url):
     assert rows(warehouse) == before
 
 
+@pytest.mark.slow
 def test_duckdb_and_postgresql_hold_identical_rows(postgres_url, tmp_path):
     duck, pg = warehouse_for_url(f"duckdb:///{tmp_path / 'w.duckdb'}"), warehouse_for_url(postgres_url)
     prices = [(s, bars(s, symbols=("AAPL", "MSFT", "IBM"), faults=("ohlc", "nulls"))) for s in (JAN, FEB)]

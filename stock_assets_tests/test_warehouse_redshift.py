@@ -56,6 +56,7 @@ def redshift(postgres_url, lake) -> RedshiftOnPostgres:
     return engine
 
 
+@pytest.mark.slow
 def test_prices_load_from_the_lakes_own_files_for_exactly_the_window(redshift, lake):
     data = bars(JAN)
     layout.write_sessions(lake, "lake/deduped", data, JAN)
@@ -141,6 +142,7 @@ def test_prices_carry_their_adj_factor_though_the_lakes_files_have_none(redshift
     assert lake.list_files("warehouse/staging/prices") == [f"warehouse/staging/prices/{JAN[0]}_{JAN[-1]}.parquet"]
 
 
+@pytest.mark.slow
 def test_a_restatement_on_redshift_equals_the_same_on_duckdb(redshift, lake, tmp_path):
     """A 4:1 split of AAPL known after its sessions loaded: Redshift's prices (adjusted columns and
     adj_factor), indicators and corporate_actions equal DuckDB's, MSFT's rows are untouched."""

@@ -5,9 +5,13 @@ the others; the published manifest still lists every action restated."""
 
 import json
 
+import pytest
+
 from stock_assets.defs.actions import SHOWN
 from stock_assets.lake.storage import LakeStorage
 from stock_assets_tests.test_restatement import load, settings_for
+
+pytestmark = pytest.mark.slow
 
 SYMBOLS = tuple(f"SYM{i:04d}" for i in range(30))
 
