@@ -166,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidWindowError as err:
         print(f"stock_assets: {err}", file=sys.stderr)
         return 2
+    window = f"backfill {args.start} .. {args.end}" if args.command == "backfill" else f"the {args.sessions} latest closed sessions"
+    print(f"stock_assets: {window} of {len(symbols or settings.symbols)} symbols: preparing the run", flush=True)
     from stock_assets.definitions import build_defs
     from stock_assets.instance import PoolBusyError, fail_dead_runs, prepare_instance, stop_on_signals, wait_for_pool
     from stock_assets.partitions import closed_sessions, sessions_between
-    from stock_assets.progress import StepProgress, estimate
+    from stock_assets.progress import StepProgress, backfill_left
 
     instance = prepare_instance()
     stop_on_signals(instance)
@@ -185,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         chunks = [(keys[0], keys[-1])]
     else:
         chunks = backfill_chunks(settings, args.start, args.end, args.chunk, len(symbols) if symbols else None)
-    ok, took = True, []
+    ok, took = True, []  # (sessions, seconds) of each run done
     for i, (first, last) in enumerate(chunks, 1):
         count = len(sessions_between(settings.start, first, last))
-        print(f"stock_assets: run {i} of {len(chunks)}: sessions {first} .. {last} ({count}){estimate(took, len(chunks) - i + 1)}", flush=True)
+        left, after = backfill_left(took, {}, count, sum(len(sessions_between(settings.start, *c)) for c in chunks[i:]))
+        print(f"stock_assets: run {i} of {len(chunks)}: sessions {first} .. {last} ({count}){f', ~{left:.0f} s left' if took else ''}", flush=True)
         started = time.monotonic()
-        with StepProgress(instance, os.getpid(), say=lambda line: print(line, flush=True)):
+        with StepProgress(instance, os.getpid(), say=lambda line: print(line, flush=True), after=after):
             result = materialize_range(defs, first, last, instance, symbols)
-        took.append(time.monotonic() - started)
+        took.append((count, time.monotonic() - started))
         print(summary(result, first, last, count, settings, symbols), flush=True)
         ok &= result.success
     return 0 if ok else 1

@@ -26,11 +26,6 @@ STEP_EVENTS = [dg.DagsterEventType.STEP_START, dg.DagsterEventType.ASSET_MATERIA
                dg.DagsterEventType.STEP_FAILURE]
 
 
-def estimate(done: list[float], left: int) -> str:
-    """'~N s left' from the runs done so far; empty before the first one ends."""
-    return f", ~{sum(done) / len(done) * left:.0f} s left" if done and left else ""
-
-
 def expected_steps(instance: dg.DagsterInstance, sessions: int) -> dict[str, float]:
     """Seconds each step should take over `sessions`: of the latest successful runs of the asset
     graph over a session range (the CLI's, backfills), the one nearest in sessions, its steps

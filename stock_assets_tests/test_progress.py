@@ -47,6 +47,6 @@ def test_a_cli_backfill_says_the_time_left_after_every_step(tmp_path):
                               cwd=ROOT, env=env, check=True, capture_output=True, text=True)  # fmt: skip
         lines = done.stdout.splitlines()
         ended = [i for i, line in enumerate(lines) if re.fullmatch(r"  \S+\s+done.*, \d+\.\d s", line)]
-        said = [re.fullmatch(r"  time left\s+~\d+ s in this run \((\d+) of (\d+) steps done\)", lines[i + 1]) for i in ended]
+        said = [re.fullmatch(r"  time left\s+~\d+ s \((\d+) of (\d+) steps done\)", lines[i + 1]) for i in ended]  # one run: all that is left
         assert ended and all(said), lines
         assert [int(m[1]) for m in said] == list(range(1, len(ended) + 1)) and {int(m[2]) for m in said} == {len(ended)}
