@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from stock_assets.settings import Settings, sessions_per_run
+from stock_assets.settings import Settings, SettingsError, sessions_per_run
 from stock_assets.warehouse.common import redact_url
 from stock_assets.window import SYMBOLS_TAG, InvalidWindowError, parse_symbols
 
@@ -68,34 +68,49 @@ def materialize_range(defs: dg.Definitions, first: str, last: str, instance: dg.
     return execute_run(InMemoryJob(job), run, instance)
 
 
-def summary(result: ExecutionResult, first: str, last: str, count: int, settings: Settings, symbols: tuple[str, ...] | None = None) -> str:
-    lines = [f"stock_assets: {'succeeded' if result.success else 'FAILED'}, run {result.run_id}"]
+def summary(results: list[ExecutionResult], first: str, last: str, count: int, settings: Settings,
+            symbols: tuple[str, ...] | None = None) -> str:  # fmt: skip
+    """What the command did, once: every run's rows added up per asset, each check's worst result."""
+    ok = all(r.success for r in results)
+    runs = f"run {results[0].run_id}" if len(results) == 1 else f"{len(results)} runs ({sum(r.success for r in results)} succeeded)"
+    lines = [f"stock_assets: {'succeeded' if ok else 'FAILED'}, {runs}"]
     named = f"symbols={','.join(symbols)} (only these: other symbols' rows untouched)" if symbols else f"symbols={','.join(settings.symbols)}"
     lines.append(f"  sessions     {first} .. {last} ({count})  provider={settings.provider} {named}")
-    seen = set()
-    for event in result.get_asset_materialization_events():  # one per (asset, session); the window's totals on each
-        mat = event.step_materialization_data.materialization
-        if mat.asset_key in seen:
-            continue
-        seen.add(mat.asset_key)
-        meta = mat.metadata
-        rows = meta.get("window_rows") or meta.get("dagster/row_count") or meta.get("payloads")
-        unit = "payloads" if "payloads" in meta else "rows"
-        count = f"{rows.value:>8} {unit}" if rows else "     written"
-        lines.append(f"  {mat.asset_key.to_user_string():<18} {count}")
-    skipped = {"redshift_table", "indicators", "dashboard"} - {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    for name in sorted(skipped):
+    totals: dict[str, tuple[int | None, str]] = {}
+    for result in results:
+        seen = set()
+        for event in result.get_asset_materialization_events():  # one per (asset, session); the window's totals on each
+            mat = event.step_materialization_data.materialization
+            name = mat.asset_key.to_user_string()
+            if name in seen:
+                continue
+            seen.add(name)
+            meta = mat.metadata
+            rows = meta.get("window_rows") or meta.get("dagster/row_count") or meta.get("payloads")
+            before = totals.get(name, (0, ""))[0]
+            totals[name] = (None if rows is None or before is None else before + rows.value, "payloads" if "payloads" in meta else "rows")
+    for name, (rows, unit) in totals.items():
+        lines.append(f"  {name:<18} " + (f"{rows:>8} {unit}" if rows is not None else "     written"))
+    for name in sorted({"redshift_table", "indicators", "dashboard"} - set(totals)):
         lines.append(f"  {name:<18} NOT LOADED (a blocking check failed or an upstream step failed)")
     lines.append("  checks:")
-    for ev in result.get_asset_check_evaluations():
-        status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-        failing = ev.metadata.get("failing_rows")
-        lines.append(f"    {ev.check_name:<28} {status}" + (f": {failing.value} rows" if failing and not ev.passed else ""))
+    checks: dict[str, list] = {}
+    for result in results:
+        for ev in result.get_asset_check_evaluations():
+            checks.setdefault(ev.check_name, []).append(ev)
+    for name, evaluations in checks.items():
+        failed = [ev for ev in evaluations if not ev.passed]
+        if not failed:
+            lines.append(f"    {name:<28} passed")
+            continue
+        rows = sum(ev.metadata["failing_rows"].value for ev in failed if "failing_rows" in ev.metadata)
+        runs_failed = f" in {len(failed)} of {len(evaluations)} runs" if len(evaluations) > 1 else ""
+        lines.append(f"    {name:<28} FAILED ({failed[0].severity.value}){f': {rows} rows' if rows else ''}{runs_failed}")
     lines.append(f"  lake         {settings.lake_url}")
     lines.append(f"  warehouse    {redact_url(settings.warehouse_url)}")
     lines.append("  try:         .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
                  f"{settings.home / 'warehouse.duckdb'}', read_only=True).sql('SELECT * FROM prices LIMIT 5'))\"")
-    pages = [e.step_materialization_data.materialization.metadata.get("path") for e in result.get_asset_materialization_events()
+    pages = [e.step_materialization_data.materialization.metadata.get("path") for r in results[-1:] for e in r.get_asset_materialization_events()
              if e.asset_key.to_user_string() == "dashboard"]
     if pages and pages[0]:
         lines.append(f"  dashboard    {pages[0].value}   <- open it in a browser (works offline)")
@@ -153,14 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("--table", required=True, choices=LAKE_TABLES)
     sub.add_parser("live", help="refresh live_prices: the session in progress so far (nothing outside market hours)")
     args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:  # the variable, its value and what it accepts: no traceback
+        print(f"stock_assets: {err}", file=sys.stderr)
+        return 2
     if args.command == "rebuild":
-        return rebuild(Settings.from_env(), args.table)
+        return rebuild(settings, args.table)
     if args.command == "live":
         from stock_assets.live_cli import refresh_command
 
-        return refresh_command(Settings.from_env())
+        return refresh_command(settings)
 
-    settings = Settings.from_env()
     try:
         symbols = parse_symbols(args.symbols, "--symbols") if args.symbols is not None else None
     except InvalidWindowError as err:
@@ -187,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         chunks = [(keys[0], keys[-1])]
     else:
         chunks = backfill_chunks(settings, args.start, args.end, args.chunk, len(symbols) if symbols else None)
-    ok, took = True, []  # (sessions, seconds) of each run done
+    took, results = [], []  # (sessions, seconds) of each run done; their results
     for i, (first, last) in enumerate(chunks, 1):
         count = len(sessions_between(settings.start, first, last))
         left, after = backfill_left(took, {}, count, sum(len(sessions_between(settings.start, *c)) for c in chunks[i:]))
@@ -196,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         with StepProgress(instance, os.getpid(), say=lambda line: print(line, flush=True), after=after):
             result = materialize_range(defs, first, last, instance, symbols)
         took.append((count, time.monotonic() - started))
-        print(summary(result, first, last, count, settings, symbols), flush=True)
-        ok &= result.success
-    return 0 if ok else 1
+        results.append(result)
+        if len(chunks) > 1:  # one line a run; the summary of them all once, at the end
+            failed = sorted({ev.check_name for ev in result.get_asset_check_evaluations() if not ev.passed})
+            said = f", checks failed: {', '.join(failed)}" if failed else ", every check passed"
+            print(f"stock_assets: run {i} of {len(chunks)} {'succeeded' if result.success else 'FAILED'} (run {result.run_id}){said}", flush=True)
+    total = sum(len(sessions_between(settings.start, *c)) for c in chunks)
+    print(summary(results, chunks[0][0], chunks[-1][1], total, settings, symbols), flush=True)
+    return 0 if all(r.success for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def test_a_backfill_of_three_runs_says_what_it_does_as_it_goes(tmp_path):
     done = subprocess.run([sys.executable, "-m", "stock_assets.cli", "backfill", "--start", "2024-01-02", "--end", "2024-01-31", "--chunk", "8"],
                           cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     lines = done.stdout.splitlines()
-    runs = [line for line in lines if line.startswith("stock_assets: run ")]
+    runs = [line for line in lines if re.match(r"stock_assets: run \d of 3: sessions ", line)]
     assert [r.split(":")[1].strip().split(" sessions")[0] for r in runs] == ["run 1 of 3", "run 2 of 3", "run 3 of 3"]
     assert "2024-01-02 .. 2024-01-11 (8)" in runs[0] and re.search(r"\(5\), ~\d+ s left$", runs[2])
     first_run = lines[lines.index(runs[0]) : lines.index(runs[1])]
@@ -170,8 +170,24 @@ def test_a_backfill_of_three_runs_says_what_it_does_as_it_goes(tmp_path):
     assert steps[:5] == ["raw_prices", "landing_csv", "lake_parquet", "corporate_actions", "deduped_prices"] and "dashboard" in steps
     assert any(re.fullmatch(r"\s+raw_prices\s+done, 2 payloads, \d+\.\d s", line) for line in first_run)
     assert any(re.fullmatch(r"\s+redshift_table\s+done, 16 rows, \d+\.\d s", line) for line in first_run)
-    assert first_run.index(next(x for x in first_run if "raw_prices" in x and "done" in x)) < first_run.index(next(x for x in first_run if x.startswith("stock_assets: succeeded")))
+    assert first_run.index(next(x for x in first_run if "raw_prices" in x and "done" in x)) < first_run.index(next(x for x in first_run if x.startswith("stock_assets: run 1 of 3 succeeded (run ")))
+    ended = [line for line in lines if re.match(r"stock_assets: run \d of 3 (succeeded|FAILED)", line)]
+    assert [e.split(" (run ")[0] for e in ended] == [f"stock_assets: run {i} of 3 succeeded" for i in (1, 2, 3)]
+    assert all(e.endswith("), checks failed: prices_fresh") for e in ended)  # January 2024 is not the latest session (WARN)
+    # One summary for the command, at the end, every run's rows added up (2 symbols x 21 sessions).
+    assert [line for line in lines if line.startswith("stock_assets: succeeded")] == ["stock_assets: succeeded, 3 runs (3 succeeded)"]
+    end = lines[lines.index("stock_assets: succeeded, 3 runs (3 succeeded)") :]
+    assert "  sessions     2024-01-02 .. 2024-01-31 (21)" in end[1] and any(re.fullmatch(r"\s+redshift_table\s+42 rows", x) for x in end)
+    assert sum(line.strip() == "checks:" for line in lines) == 1 and any(re.fullmatch(r"\s+prices_not_null\s+passed", x) for x in end)
     assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr  # Dagster's notices are not the user's
+
+
+def test_a_bad_setting_is_one_line_and_no_traceback(tmp_path):
+    env = environment(tmp_path, STOCK_ASSETS_INTERVAL="2min")
+    for command in (["run", "--sessions", "2"], ["live"], ["rebuild", "--table", "lake/deduped"]):
+        done = subprocess.run([sys.executable, "-m", "stock_assets.cli", *command], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and done.stdout == "", command
+        assert done.stderr == "stock_assets: STOCK_ASSETS_INTERVAL='2min'; accepted: 1d, 60min, 30min, 15min, 5min, 1min\n", command
 
 
 def test_the_backfill_policy_splits_a_one_minute_range_as_the_cli_does(tmp_path):
