@@ -280,3 +280,24 @@ def test_a_live_refresh_of_the_synthetic_market_is_drawn_beside_history(home, tm
     daily = {r["symbol"]: r["close"] for r in rows.to_pylist() if r["interval"] == "1d"}
     assert page.today.daily["close"].to_dict() == daily
     assert "<h2>Today so far, as of 11:00 New York</h2>" in page.path.read_text()
+
+
+def test_an_older_range_backfilled_leaves_the_page_on_the_loaded_history(tmp_path):
+    """A newcomer's path: the latest 60 sessions, then a backfill of an older quarter. The page
+    shows the 60 (the 250 sessions back from the newest held 190 never loaded), and the older
+    quarter is outside it: nothing on the page is 'not loaded'."""
+    from stock_assets.calendar import sessions_between
+    from stock_assets.providers.registry import parse_payload
+    from stock_assets.transforms.indicators import compute_indicators
+
+    store = warehouse_for_url(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    recent, older = sessions_between("2026-06-01", "2026-08-25"), sessions_between("2024-01-02", "2024-03-28")
+    for window in (recent, older):
+        payloads = SyntheticProvider(clock=lambda: dt.datetime(2026, 12, 1, tzinfo=dt.UTC)).fetch(["AAPL", "MSFT"], window, "1d").payloads
+        bars = pa.concat_tables([parse_payload(p) for p in payloads])
+        store.replace_window("prices", bars, window[0], window[-1])
+        store.replace_window("indicators", compute_indicators(bars), window[0], window[-1])
+    page = render_dashboard(store, tmp_path / "dashboard.html")
+    assert len(recent) == 60 and (page.data.first, page.data.last) == (recent[0], recent[-1])
+    assert page.data.sessions == recent and page.data.not_loaded == []
+    assert "Not loaded" not in page.path.read_text()

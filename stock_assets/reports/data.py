@@ -25,6 +25,7 @@ BARS_SQL = (
 )
 INTERVALS_SQL = "SELECT interval, count(*) AS bars FROM prices WHERE session BETWEEN ? AND ? GROUP BY interval"
 BARS_SHOWN = 2_000  # per symbol at most: 250 daily or hourly sessions, 25 of 5min bars, 5 of 1min
+FIRST_SQL = "SELECT min(session) AS first FROM prices WHERE session BETWEEN ? AND ? AND interval = ?"
 DQ_SQL = (
     "SELECT session, check_name, asset, passed, severity, observed, sample FROM dq_report "
     "WHERE session BETWEEN ? AND ? ORDER BY session, check_name"
@@ -85,7 +86,7 @@ def latest_session() -> dt.date:
 def read_report_data(warehouse, sessions: int, max_symbols: int | None = None, last: dt.date | None = None,
                      interval: str | None = None) -> ReportData:  # fmt: skip
     """The report's rows for the `sessions` NYSE sessions up to `last` (default: the newest
-    loaded), not before the first loaded one; past `max_symbols` only the first symbols
+    loaded), from the first of them loaded (a hole after it is shown as one); past `max_symbols` only the first symbols
     (alphabetically) are shown: a page (and its build time) for hundreds of symbols helps nobody.
     One interval: `interval` (STOCK_ASSETS_INTERVAL) when the period has bars of it, else the one
     with most bars. Intraday bars: fewer sessions, so that a symbol has at most BARS_SHOWN bars."""
@@ -98,6 +99,8 @@ def read_report_data(warehouse, sessions: int, max_symbols: int | None = None, l
     if counts is None or interval not in counts["interval"].to_pylist():
         interval = main_interval(counts) if counts is not None else "1d"
     first = max(first, session_offset(last, -(shown_sessions(sessions, interval) - 1)))
+    if exists:  # never-loaded sessions before the first loaded one of the period are not history (an older range backfilled)
+        first = warehouse.query(FIRST_SQL, [first, last, interval]).to_pylist()[0]["first"] or first
     if not exists:
         frame = pd.DataFrame(columns=["symbol", "session", "ts", "interval", "close", "adj_close", "volume", "source", *VALUES, "price_basis"])
     else:

@@ -89,7 +89,7 @@ def today_section(data: ReportData, today: Today | None) -> str:
 def render(data: ReportData, generated_at: dt.datetime, today: Today | None = None) -> str:
     checks = data.quality["check_name"].nunique() if not data.quality.empty else 0
     failures = quality_summary(data)
-    quality = (f"<p>All {checks} checks passed in every session loaded.</p>" if failures.empty
+    quality = (f"<p>All {checks} data-quality checks of <code>dq_report</code> passed in every session shown.</p>" if failures.empty
                else _html_table(failures, index=False))
     banner = ('<p class="banner">Synthetic data: a deterministic random walk, not market data.</p>'
               if "synthetic" in data.sources else "")
