@@ -84,8 +84,10 @@ def build(settings: Settings) -> dg.Definitions:
             restated = restate(
                 storage, store, sorted(set(todo["symbol"].to_pylist())), sessions, context.run.run_id, clock.now()
             )
-            for item in restated:
+            for item in restated[:SHOWN]:  # each line is an event of the run's log, stored on its own
                 context.log.info(describe_restated(item))
+            if len(restated) > SHOWN:
+                context.log.info(f"and {len(restated) - SHOWN} more restatements: all in the metadata of {sessions[-1]}'s materialization")
         in_window = [
             describe_action(a) + f" ({a['symbol']})"
             for a in known.to_pylist()

@@ -75,12 +75,15 @@ def partition_metadata(table: pa.Table, sessions: list[dt.date]) -> dict[str, di
     days = shown["session"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0, np.int32)
     order = np.argsort(days, kind="stable")
     sorted_days = days[order]
-    out = {}
-    for session in sessions:
-        day = (session - dt.date(1970, 1, 1)).days
-        lo, hi = np.searchsorted(sorted_days, day, "left"), np.searchsorted(sorted_days, day, "right")
-        rows = shown.take(pa.array(order[lo : min(hi, lo + PREVIEW_ROWS)])).to_pylist()
-        out[str(session)] = {"dagster/row_count": int(hi - lo), "preview": dg.MetadataValue.md(_markdown(rows))}
+    keys = np.array([(session - dt.date(1970, 1, 1)).days for session in sessions], np.int32)
+    lo, hi = np.searchsorted(sorted_days, keys, "left"), np.searchsorted(sorted_days, keys, "right")
+    shown_per_session = np.minimum(hi - lo, PREVIEW_ROWS)
+    # One take for every session's preview: a take per session costs a pass over a chunked window (22 s for 10 years).
+    picks = np.concatenate([order[a : a + n] for a, n in zip(lo, shown_per_session)] or [np.zeros(0, np.int64)])
+    rows, at, out = shown.take(pa.array(picks, pa.int64())).to_pylist(), 0, {}
+    for session, count, n in zip(sessions, hi - lo, shown_per_session):
+        out[str(session)] = {"dagster/row_count": int(count), "preview": dg.MetadataValue.md(_markdown(rows[at : at + n]))}
+        at += n
     return out
 
 
