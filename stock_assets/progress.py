@@ -73,12 +73,16 @@ class StepProgress:
         self._thread = threading.Thread(target=self._follow, name="stock_assets-progress", daemon=True)
 
     def __enter__(self) -> Self:
+        if self.instance.is_persistent:  # an instance of its own: its reads do not wait on the run's writes (one lock an instance)
+            self.instance = dg.DagsterInstance.from_ref(self.instance.get_ref())
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=30)  # what the run logged last is said before the summary
+        if self.instance.is_persistent and not self._thread.is_alive():
+            self.instance.dispose()
 
     def left(self, running: dict[str, float], now: float) -> float | None:
         """Seconds left: the steps not done as expected at this run's pace (without history, as the
