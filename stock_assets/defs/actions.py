@@ -8,6 +8,7 @@ import pyarrow as pa
 from stock_assets import clock
 from stock_assets.defs.common import (
     add_partition_metadata,
+    last_materialization_in_run,
     run_window,
     session_partitioned,
     warehouse_kind,
@@ -42,12 +43,11 @@ def restated_in(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
     """What corporate_actions restated in the run (else in its latest materialization, for a
     publish in a run of its own): [{"symbol", "action", "sessions"}]."""
     key = dg.AssetKey("corporate_actions")
-    events = [r.asset_materialization for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-              if r.asset_materialization.asset_key == key]  # fmt: skip
-    if not events:
+    event = last_materialization_in_run(instance, key, run_id)
+    if event is None:
         latest = instance.fetch_materializations(key, limit=1).records
-        events = [latest[0].asset_materialization] if latest else []
-    said = events[-1].metadata.get("restated") if events else None
+        event = latest[0].asset_materialization if latest else None
+    said = event.metadata.get("restated") if event else None
     return list(said.value) if said is not None else []
 
 

@@ -10,7 +10,7 @@ import dagster as dg
 
 from stock_assets import clock
 from stock_assets.defs.actions import restated_in
-from stock_assets.defs.common import RANGE_TAGS
+from stock_assets.defs.common import RANGE_TAGS, last_materialization_in_run
 from stock_assets.lake import delta, layout
 from stock_assets.lake.io_manager import LakeResource
 from stock_assets.lake.storage import LakeStorage
@@ -57,10 +57,9 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[dt.d
     -> passed) and its symbols when it was scoped to them: this run's own write when it wrote
     one, else the latest write (a backfill publishes once, in a run of its own after the window runs)."""
     key = dg.AssetKey("deduped_prices")
-    own = [r.asset_materialization for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-           if r.asset_materialization.asset_key == key and "delta_version" in r.asset_materialization.metadata]  # fmt: skip
-    if own:
-        written, writer = own[-1], run_id
+    own = last_materialization_in_run(instance, key, run_id)
+    if own is not None and "delta_version" in own.metadata:
+        written, writer = own, run_id
     else:
         latest = instance.fetch_materializations(key, limit=1).records
         if not latest or "delta_version" not in latest[0].asset_materialization.metadata:
