@@ -1,12 +1,15 @@
 """Shared fixtures: a throwaway STOCK_ASSETS_HOME per test and the code location built on it."""
 
 import dataclasses
+import datetime as dt
 import os
 from pathlib import Path
 
 # The suite's partitions start in 2012 so that the recorded 2012-2014 seed files can load.
 os.environ["STOCK_ASSETS_START"] = "2012-01-03"
 os.environ["STOCK_ASSETS_STEP_RETRY_DELAY_SECONDS"] = "0.2"  # the step retry policy, waited for real but briefly
+
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -152,3 +155,17 @@ def postgres_url(postgres_server_url: str):
     finally:
         con.cursor().execute(f'DROP SCHEMA "{schema}" CASCADE')
         con.close()
+
+
+def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    """`hour:minute` New York time on `day`."""
+    return dt.datetime.combine(day, dt.time(hour, minute), ZoneInfo("America/New_York"))
+
+
+@pytest.fixture
+def moved_clock():
+    """stock_assets.clock, reset after the test moved it."""
+    from stock_assets import clock
+
+    yield clock
+    clock.reset()

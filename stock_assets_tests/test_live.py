@@ -31,21 +31,12 @@ from stock_assets.live import LAKE_PATH, LIVE_SCHEMA, drop_final, fetch_live, re
 from stock_assets.providers.synthetic import SyntheticProvider, synthetic_intraday
 from stock_assets.warehouse.postgres import PostgresWarehouse
 from stock_assets.warehouse.warehouse import warehouse_for_url
+from stock_assets_tests.conftest import at
 from stock_assets_tests.test_cli import ROOT, environment
 
 NY = ZoneInfo("America/New_York")
 SESSION, BEFORE, HOLIDAY, SATURDAY = dt.date(2026, 10, 13), dt.date(2026, 10, 12), dt.date(2026, 11, 26), dt.date(2026, 10, 17)
 FINAL_TABLES = ("lake/prices", "lake/deduped", "lake/dq_report", "lake/indicators", "lake/corporate_actions")
-
-
-def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour, minute), NY)
-
-
-@pytest.fixture
-def moved_clock():
-    yield clock
-    clock.reset()
 
 
 def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, moment: dt.datetime) -> dg.ExecuteInProcessResult:

@@ -15,19 +15,10 @@ from stock_assets import clock
 from stock_assets.cli import location_origin
 from stock_assets.definitions import build_defs
 from stock_assets.live_schedule import GRACE, freshness, refresh_due, schedule_crons
+from stock_assets_tests.conftest import at
 
 NY = ZoneInfo("America/New_York")
 SESSION, EARLY_CLOSE, HOLIDAY, SATURDAY = dt.date(2026, 10, 13), dt.date(2026, 11, 27), dt.date(2026, 11, 26), dt.date(2026, 10, 17)
-
-
-def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour, minute), NY)
-
-
-@pytest.fixture
-def moved_clock():
-    yield clock
-    clock.reset()
 
 
 @pytest.fixture
